@@ -726,13 +726,55 @@ class Handler(BaseHTTPRequestHandler):
         return self._send(200, resp)
 
 
+def relay(listen: str, target: str) -> None:
+    """Relay TCP from `listen` (host:port) to `target`: 389-ds binds one address, clients need two."""
+    import socket
+
+    lhost, lport = listen.rsplit(":", 1)
+    thost, tport = target.rsplit(":", 1)
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((lhost, int(lport)))
+    srv.listen(64)
+
+    def pipe(a, b):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def accept():
+        while True:
+            client, _ = srv.accept()
+            try:
+                upstream = socket.create_connection((thost, int(tport)), timeout=10)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description="FreeIPA JSON-RPC test peer")
     p.add_argument("--state", type=Path, default=identity.STATE)
     p.add_argument("--listen", action="append", default=[])
     p.add_argument("--port", type=int, default=identity.PORTS["rpc"])
     p.add_argument("--pidfile", type=Path)
+    p.add_argument("--relay", action="append", default=[], help="LISTEN_HOST:PORT=TARGET_HOST:PORT")
     args = p.parse_args()
+    for spec in args.relay:
+        relay(*spec.split("=", 1))
     listen = args.listen or ["127.0.0.1"]
     crt, key = ensure_tls(args.state, listen)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

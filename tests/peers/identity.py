@@ -12,7 +12,8 @@ daemon is started by hand and found again through its PID file, so `start` is id
 State lives in .cache/identity (KDC database, TLS CA, logs, PID files); the 389-ds instance
 `slapd-dataplatform` lives where 389-ds keeps instances (/etc/dirsrv, /var/lib/dirsrv), as
 dscreate only installs there. Servers bind to the addresses given (127.0.0.1 always, plus
-e.g. the gateway address of the docker network `molecule`), never to 0.0.0.0. Asking for an
+e.g. the gateway address of the docker network `molecule`), never to 0.0.0.0. 389-ds takes a
+single listen address, so it binds 127.0.0.1 and the RPC peer relays LDAP from the others. Asking for an
 address the running peer does not listen on restarts it on the union of both.
 """
 
@@ -257,8 +258,7 @@ create_suffix_entry = yes
         shutil.chown("/run/lock/dirsrv", "dirsrv", "dirsrv")
         shutil.chown("/run/lock/dirsrv/slapd-" + INSTANCE, "dirsrv", "dirsrv")
         run(["/usr/sbin/ns-slapd", "-D", str(ds_dir()), "-i", str(pidfile)])
-    for addr in listen:
-        wait_port(addr, PORTS["ldap"])
+    wait_port("127.0.0.1", PORTS["ldap"])
 
 
 def configure_dse(listen: list[str]) -> None:
@@ -271,7 +271,8 @@ def configure_dse(listen: list[str]) -> None:
         lines = [ln for ln in block.split("\n") if ln]
         if lines and lines[0].lower() == "dn: cn=config":
             lines = [ln for ln in lines if not ln.lower().startswith("nsslapd-listenhost:")]
-            lines += [f"nsslapd-listenhost: {a}" for a in listen]
+            # single-valued in 389-ds: loopback here, the other addresses are relayed by the RPC peer
+            lines += ["nsslapd-listenhost: 127.0.0.1"]
         if lines and lines[0].lower() == "dn: cn=memberof plugin,cn=plugins,cn=config":
             lines = [ln for ln in lines if not ln.lower().startswith(("nsslapd-pluginenabled:", "memberofautoaddoc:"))]
             lines += ["nsslapd-pluginEnabled: on", "memberOfAutoAddOC: nsMemberOf"]
@@ -384,10 +385,13 @@ def ensure_rpc(listen: list[str]) -> None:
            "--port", str(PORTS["rpc"]), "--pidfile", str(pidfile)]
     for a in listen:
         cmd += ["--listen", a]
+        if a != "127.0.0.1":  # 389-ds listens on one address only: relay LDAP from the others
+            cmd += ["--relay", f"{a}:{PORTS['ldap']}=127.0.0.1:{PORTS['ldap']}"]
     with (rdir / "rpc.log").open("ab") as out:
         subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=krb_env())  # noqa: S603
     for a in listen:
         wait_port(a, PORTS["rpc"])
+        wait_port(a, PORTS["ldap"])
 
 
 # ---------------------------------------------------------------------------- commands
