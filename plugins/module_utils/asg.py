@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+
+# Copyright: dataplatform.dask contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Shared code for the dataplatform.dask Auto Scaling Group modules.
+
+Every module reads the group once, computes what it wants, acts only on the
+difference and returns ``(changed, predicted_state)``. Calls go through a client
+wrapped in ``AWSRetry.jittered_backoff``; failures name the action and the group.
+"""
+
+from __future__ import annotations
+
+import copy
+
+try:
+    import botocore
+    from botocore.waiter import WaiterModel, create_waiter_with_client
+except ImportError:
+    pass  # AnsibleAWSModule reports the missing dependency
+
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible_collections.amazon.aws.plugins.module_utils.waiter import custom_waiter_config
+
+# Throttling and the short-lived "a scaling activity is running" conflicts are worth
+# retrying; everything else is reported at once.
+RETRY_CODES = ["ScalingActivityInProgress", "ResourceContention"]
+
+SCALING_PROCESSES = [
+    "Launch",
+    "Terminate",
+    "AddToLoadBalancer",
+    "AlarmNotification",
+    "AZRebalance",
+    "HealthCheck",
+    "InstanceRefresh",
+    "ReplaceUnhealthy",
+    "ScheduledActions",
+]
+
+# Instance refresh statuses during which a new refresh cannot be started.
+ACTIVE_REFRESH_STATUSES = ["Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"]
+
+
+class AsgError(Exception):
+    """Bad input or a state the module refuses to act on; nothing has been changed."""
+
+
+def asg_client(module, service="autoscaling"):
+    return module.client(
+        service,
+        retry_decorator=AWSRetry.jittered_backoff(
+            retries=10, delay=1, max_delay=30, catch_extra_error_codes=RETRY_CODES
+        ),
+    )
+
+
+def fail_aws(module, exc, action, group, **kwargs):
+    """Fail with a message that names the action and the group: 'start instance refresh on ASG x: ...'."""
+    module.fail_json_aws(exc, msg=f"{action} on ASG {group}", **kwargs)
+
+
+def call(module, client, action, group, method, **params):
+    """Run one API call through the retrying client; any AWS error fails the module naming the action."""
+    try:
+        return getattr(client, method)(aws_retry=True, **params)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+        fail_aws(module, e, action, group)
+
+
+def get_group(module, client, name):
+    """The group as DescribeAutoScalingGroups returns it; fails naming the group when it does not exist."""
+    groups = call(
+        module,
+        client,
+        "describe group",
+        name,
+        "describe_auto_scaling_groups",
+        AutoScalingGroupNames=[name],
+    ).get("AutoScalingGroups", [])
+    if not groups:
+        raise AsgError(f"ASG {name} not found (region {module.region}): check the group name and region")
+    return groups[0]
+
+
+def instance_view(instance):
+    """The fields of one ASG instance the modules compare and return."""
+    view = {
+        "instance_id": instance["InstanceId"],
+        "lifecycle_state": instance.get("LifecycleState"),
+        "health_status": instance.get("HealthStatus"),
+        "protected_from_scale_in": bool(instance.get("ProtectedFromScaleIn", False)),
+        "availability_zone": instance.get("AvailabilityZone"),
+    }
+    lt = instance.get("LaunchTemplate")
+    if lt:
+        view["launch_template"] = {
+            "launch_template_id": lt.get("LaunchTemplateId"),
+            "launch_template_name": lt.get("LaunchTemplateName"),
+            "version": str(lt.get("Version")) if lt.get("Version") is not None else None,
+        }
+    return view
+
+
+def instances_view(group):
+    return sorted((instance_view(i) for i in group.get("Instances", [])), key=lambda i: i["instance_id"])
+
+
+def capacity_view(group):
+    return {
+        "min_size": group["MinSize"],
+        "max_size": group["MaxSize"],
+        "desired_capacity": group["DesiredCapacity"],
+        "suspended_processes": sorted(p["ProcessName"] for p in group.get("SuspendedProcesses", [])),
+    }
+
+
+def check_bounds(min_size, max_size, desired):
+    """Return an error message when the given sizes break min <= desired <= max, else None.
+
+    Any of the three may be None (not given); only the given ones are compared.
+    """
+    for label, value in (("min_size", min_size), ("max_size", max_size), ("desired_capacity", desired)):
+        if value is not None and value < 0:
+            return f"{label}={value} is negative: sizes are instance counts >= 0"
+    if min_size is not None and max_size is not None and min_size > max_size:
+        return f"min_size={min_size} is above max_size={max_size}: set min_size <= max_size"
+    if desired is not None and max_size is not None and desired > max_size:
+        return f"desired_capacity={desired} is above max_size={max_size}: lower desired_capacity or raise max_size"
+    if desired is not None and min_size is not None and desired < min_size:
+        return f"desired_capacity={desired} is below min_size={min_size}: raise desired_capacity or lower min_size"
+    return None
+
+
+def wait_with_model(client, name, model, timeout, delay, **params):
+    """Run a custom botocore waiter (a WaiterModel dict with one waiter called ``name``).
+
+    ``client`` may be the retrying wrapper; the waiter needs the bare boto3 client.
+    """
+    raw = getattr(client, "client", client)
+    waiter = create_waiter_with_client(name, WaiterModel(model), raw)
+    config = custom_waiter_config(timeout=timeout, default_pause=delay)
+    waiter.wait(WaiterConfig=config, **params)
+
+
+def deep_copy(value):
+    return copy.deepcopy(value)
