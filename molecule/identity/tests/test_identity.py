@@ -1,0 +1,79 @@
+"""Behaviour of an enrolled host: FreeIPA users and groups resolve through sssd, the KDC checks
+passwords (a wrong one is refused), the fetched service keytab works and nobody else reads it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "peers"))
+import identity  # noqa: E402
+
+HOSTS = ["identity-debian12", "identity-debian13"]
+KEYTAB = "/etc/dask-gateway/http.keytab"
+
+
+def sh(host: str, cmd: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(["docker", "exec", "-i", host, "sh", "-c", cmd], input=stdin, capture_output=True,
+                         text=True, timeout=120, check=False)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{host}: {cmd} -> {res.returncode}: {res.stdout} {res.stderr}")
+    return res
+
+
+@pytest.fixture(params=HOSTS)
+def host(request) -> str:
+    return request.param
+
+
+def test_alice_resolves_with_her_groups(host):
+    out = sh(host, "id alice").stdout
+    assert "uid=1101(alice)" in out
+    assert "data_engineers" in out
+    assert "dask_users" in out  # nested: data_engineers is a member of dask_users
+    assert "data_analysts" not in out
+
+
+def test_platform_groups_resolve(host):
+    assert sh(host, "getent group data_engineers").stdout.strip().endswith(":alice")
+    assert "bob" in sh(host, "getent group data_analysts").stdout
+    assert sh(host, "getent group dask_users").returncode == 0
+
+
+def test_carol_is_in_no_platform_group(host):
+    out = sh(host, "id carol").stdout
+    assert "uid=1103(carol)" in out
+    assert "dask_users" not in out and "data_" not in out
+
+
+def test_unknown_user_does_not_resolve(host):
+    assert sh(host, "id nobody-at-all", check=False).returncode != 0
+
+
+def test_kinit_with_the_right_password(host):
+    sh(host, "KRB5CCNAME=FILE:/tmp/cc.alice kinit alice && klist -c FILE:/tmp/cc.alice | grep -q alice@DATAPLATFORM.TEST",
+       stdin=identity.USERS["alice"]["password"] + "\n")
+
+
+def test_kinit_refuses_a_wrong_password(host):
+    res = sh(host, "KRB5CCNAME=FILE:/tmp/cc.bad kinit alice", stdin="not-her-password\n", check=False)
+    assert res.returncode != 0
+    assert "incorrect" in res.stderr.lower() or "failed" in res.stderr.lower()
+
+
+def test_service_keytab_works_and_is_private(host):
+    stat = sh(host, f"stat -c '%a %U %G' {KEYTAB}").stdout.split()
+    assert stat == ["600", "daemon", "daemon"]
+    principal = f"HTTP/{host}.dataplatform.test"
+    sh(host, f"KRB5CCNAME=FILE:/tmp/cc.http kinit -k -t {KEYTAB} {principal} && klist -c FILE:/tmp/cc.http | grep -q {principal}")
+
+
+def test_host_keytab_holds_the_host_principal(host):
+    assert f"host/{host}.dataplatform.test@DATAPLATFORM.TEST" in sh(host, "klist -k /etc/krb5.keytab").stdout
+
+
+def test_sssd_config_is_private(host):
+    assert sh(host, "stat -c '%a %U' /etc/sssd/sssd.conf").stdout.split() == ["600", "root"]
