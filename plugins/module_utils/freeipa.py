@@ -123,9 +123,9 @@ class FreeIPAClient(object):
             else:
                 self._client.login(user, self.params.get("ipa_pass"))
         except requests.exceptions.RequestException as err:
-            raise self._transport_error(action, err)
+            raise self._transport_error(action, err) from err
         except ImportError as err:
-            raise FreeIPAModuleError("%s: %s (install requests-gssapi)" % (action, err))
+            raise FreeIPAModuleError("%s: %s (install requests-gssapi)" % (action, err)) from err
         except ipa_exc.Unauthorized as err:
             reason = {
                 "InvalidSessionPassword": "wrong user name or password",
@@ -134,9 +134,9 @@ class FreeIPAClient(object):
                 "KrbPrincipalExpired": "the principal has expired",
                 "Denied": "login denied",
             }.get(type(err).__name__, "unauthorized")
-            raise FreeIPAModuleError("%s: %s" % (action, reason))
+            raise FreeIPAModuleError("%s: %s" % (action, reason)) from None
         except ipa_exc.FreeIPAError as err:
-            raise FreeIPAModuleError("%s: %s" % (action, describe_error(err)[1]))
+            raise FreeIPAModuleError("%s: %s" % (action, describe_error(err)[1])) from None
         return self
 
     def call(self, action, method, args=None, options=None):
@@ -144,10 +144,10 @@ class FreeIPAClient(object):
         try:
             return self._client._request(method, args or [], dict(options or {}))
         except requests.exceptions.RequestException as err:
-            raise self._transport_error(action, err)
+            raise self._transport_error(action, err) from err
         except ipa_exc.FreeIPAError as err:
             code, text = describe_error(err)
-            raise FreeIPAModuleError("%s: %s" % (action, text), code=code)
+            raise FreeIPAModuleError("%s: %s" % (action, text), code=code) from None
 
     def find(self, action, method, key, options=None):
         """`*_show` that returns None for NotFound instead of failing."""
@@ -165,7 +165,7 @@ class FreeIPAClient(object):
         for kinds in (result.get("failed") or {}).values():
             for kind, entries in (kinds or {}).items():
                 for entry in entries or []:
-                    name, why = (list(entry) + [""])[:2] if isinstance(entry, (list, tuple)) else (entry, "")
+                    name, why = [*list(entry), ""][:2] if isinstance(entry, (list, tuple)) else (entry, "")
                     problems.append("%s %s: %s" % (kind, name, why))
         if problems:
             raise FreeIPAModuleError("%s: %s" % (action, "; ".join(problems)))
@@ -174,7 +174,7 @@ class FreeIPAClient(object):
     def logout(self):
         try:
             self._client.logout()
-        except Exception:  # noqa: BLE001, S110 - the session expires anyway
+        except Exception:  # noqa: S110 - the session expires anyway
             pass
 
 

@@ -53,6 +53,13 @@ options:
         description: Version number, C($Latest) or C($Default).
         type: str
         default: $Latest
+  image_id:
+    description:
+      - Roll onto this AMI. The module uses the launch template version that is the target version
+        (O(launch_template) or the group's) with this image, creating it from the target version when
+        it does not exist yet (only the image differs), and pins the refresh to that version number.
+      - Fails before any change when the image does not exist.
+    type: str
   preferences:
     description:
       - How the refresh proceeds.
@@ -130,6 +137,13 @@ EXAMPLES = r"""
     name: dask-workers
     launch_template: {name: dask-worker, version: "7"}
     wait: false
+
+- name: Roll the workers onto a freshly baked AMI (a new template version is made from the latest)
+  dataplatform.dask.asg_instance_refresh:
+    name: dask-workers
+    image_id: ami-0123456789abcdef0
+    preferences:
+      min_healthy_percentage: 75
 
 - name: Stop a refresh that goes wrong
   dataplatform.dask.asg_instance_refresh:
@@ -312,6 +326,50 @@ def resolve_target(module, ec2, name, group, wanted):
     return target, template
 
 
+def ensure_image_version(module, ec2, name, *, target, template, image_id, check_mode):
+    """Return (created, target): the template version that is ``target`` with ``image_id``, made if missing.
+
+    Reuses ``target`` when it already has the image, or the latest version when a previous run
+    made it (same data, the image swapped); otherwise creates one from ``target`` (predicted in
+    check mode). The new version is pinned by number.
+    """
+    action = f"start instance refresh on ASG {name}"
+    try:
+        images = ec2.describe_images(aws_retry=True, ImageIds=[image_id])["Images"]
+    except is_boto3_error_code(["InvalidAMIID.NotFound", "InvalidAMIID.Malformed"]):
+        images = []
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:  # pylint: disable=duplicate-except
+        asg.fail_aws(module, e, f"describe image {image_id}", name)
+    if not images:
+        raise asg.AsgError(f"{action}: image {image_id} not found; check image_id and the region")
+    wanted_numbers = sorted({target["number"], int(template["LatestVersionNumber"])})
+    try:
+        versions = ec2.describe_launch_template_versions(
+            aws_retry=True, LaunchTemplateId=target["id"], Versions=[str(n) for n in wanted_numbers]
+        )["LaunchTemplateVersions"]
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+        asg.fail_aws(module, e, f"describe launch template {target['name']} versions", name)
+    by_number = {int(v["VersionNumber"]): v.get("LaunchTemplateData", {}) for v in versions}
+    base = by_number.get(target["number"], {})
+    wanted = dict(base, ImageId=image_id)
+    for number in (target["number"], int(template["LatestVersionNumber"])):
+        if by_number.get(number) == wanted:
+            return False, dict(target, version=str(number), number=number)
+    number = int(template["LatestVersionNumber"]) + 1
+    if not check_mode:
+        try:
+            number = ec2.create_launch_template_version(
+                aws_retry=True,
+                LaunchTemplateId=target["id"],
+                SourceVersion=str(target["number"]),
+                VersionDescription=f"{target['name']} version {target['number']} with image {image_id}",
+                LaunchTemplateData={"ImageId": image_id},
+            )["LaunchTemplateVersion"]["VersionNumber"]
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+            asg.fail_aws(module, e, f"create launch template {target['name']} version with image {image_id}", name)
+    return True, dict(target, version=str(number), number=int(number))
+
+
 def resolve_version(template, version):
     if version == "$Latest":
         return int(template["LatestVersionNumber"])
@@ -346,16 +404,22 @@ def ensure_started(module, client, name, *, ec2, group, params, check_mode):
             f"{running.get('StartTime')}); wait for it to finish or cancel it with state=cancelled"
         )
     target, template = resolve_target(module, ec2, name, group, params["launch_template"])
+    created = False
+    if params["image_id"]:
+        created, target = ensure_image_version(
+            module, ec2, name, target=target, template=template, image_id=params["image_id"], check_mode=check_mode
+        )
+        template = dict(template, LatestVersionNumber=max(template["LatestVersionNumber"], target["number"]))
     outdated = outdated_instances(asg.instances_view(group), target, template)
     if not outdated and not params["force"]:
-        return False, {}, outdated, target
+        return created, {}, outdated, target
 
     request = {
         "AutoScalingGroupName": name,
         "Strategy": "Rolling",
         "Preferences": api_preferences(params["preferences"]),
     }
-    if params["launch_template"] is not None:
+    if params["launch_template"] is not None or params["image_id"]:
         request["DesiredConfiguration"] = {
             "LaunchTemplate": {"LaunchTemplateId": target["id"], "Version": target["version"]}
         }
@@ -490,6 +554,7 @@ def main():
                 standby_instances=dict(type="str", choices=["Terminate", "Ignore", "Wait"]),
             ),
         ),
+        image_id=dict(type="str"),
         force=dict(type="bool", default=False),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=3600),

@@ -170,7 +170,10 @@ def check_members_exist(client, name, users, groups):
         if client.find("look up user %s for group %s" % (user, name), "user_show", user, {"no_members": True}) is None:
             missing.append("user %s" % user)
     for group in groups:
-        if client.find("look up group %s for group %s" % (group, name), "group_show", group, {"no_members": True}) is None:
+        if (
+            client.find("look up group %s for group %s" % (group, name), "group_show", group, {"no_members": True})
+            is None
+        ):
             missing.append("group %s" % group)
     if missing:
         raise FreeIPAModuleError("group %s: no such member: %s" % (name, ", ".join(missing)))
@@ -178,8 +181,18 @@ def check_members_exist(client, name, users, groups):
 
 def desired_state(params, current):
     """The group as it should be, from what is there and what is asked."""
-    want = dict(current or {"name": params["name"].lower(), "dn": None, "description": None, "posix": True, "gid": None,
-                            "users": [], "groups": []})
+    want = dict(
+        current
+        or {
+            "name": params["name"].lower(),
+            "dn": None,
+            "description": None,
+            "posix": True,
+            "gid": None,
+            "users": [],
+            "groups": [],
+        }
+    )
     if params.get("description") is not None:
         want["description"] = params["description"] or None
     if params.get("posix") is not None:
@@ -202,6 +215,45 @@ def ensure_absent(module, client, name, current):
     return True, None
 
 
+def attribute_options(current, want):
+    """The group_add (current is None) or group_mod options that make `current` into `want`."""
+    if current is None:
+        options = {"nonposix": not want["posix"]}
+        if want["description"]:
+            options["description"] = want["description"]
+        if want["gid"] is not None:
+            options["gidnumber"] = want["gid"]
+        return options
+    options = {}
+    if want["description"] != current["description"]:
+        options["description"] = want["description"] or ""
+    if want["posix"] and not current["posix"]:
+        options["posix"] = True
+    if want["posix"] and want["gid"] is not None and want["gid"] != current["gid"]:
+        options["gidnumber"] = want["gid"]
+    return options
+
+
+def ensure_attributes(module, client, name, current, want):
+    """Create the group or bring its description and POSIX kind in line; True if anything changes."""
+    options = attribute_options(current, want)
+    if current is not None and not options:
+        return False
+    if module.check_mode:
+        return True
+    if current is None:
+        created = normalize(client.call("add group %s" % name, "group_add", [name], options)["result"])
+        want["gid"], want["dn"] = created["gid"], created["dn"]
+        return True
+    try:
+        updated = client.call("modify group %s" % name, "group_mod", [name], options)["result"]
+        want["gid"] = normalize(updated)["gid"]
+    except FreeIPAModuleError as err:
+        if err.code != EMPTY_MODLIST:
+            raise
+    return True
+
+
 def ensure_present(module, client, name, current):
     params = module.params
     if current and current["posix"] and params.get("posix") is False:
@@ -215,44 +267,22 @@ def ensure_present(module, client, name, current):
     if name in add_groups:
         raise FreeIPAModuleError("group %s: a group cannot be a member of itself" % name)
 
-    changed = False
-    if current is None:
-        changed = True
-        options = {"nonposix": not want["posix"]}
-        if want["description"]:
-            options["description"] = want["description"]
-        if want["gid"] is not None:
-            options["gidnumber"] = want["gid"]
-        if not module.check_mode:
-            created = normalize(client.call("add group %s" % name, "group_add", [name], options)["result"])
-            want["gid"], want["dn"] = created["gid"], created["dn"]
-    else:
-        options = {}
-        if want["description"] != current["description"]:
-            options["description"] = want["description"] or ""
-        if want["posix"] and not current["posix"]:
-            options["posix"] = True
-        if want["posix"] and want["gid"] is not None and want["gid"] != current["gid"]:
-            options["gidnumber"] = want["gid"]
-        if options:
-            changed = True
-            if not module.check_mode:
-                try:
-                    updated = client.call("modify group %s" % name, "group_mod", [name], options)["result"]
-                    want["gid"] = normalize(updated)["gid"]
-                except FreeIPAModuleError as err:
-                    if err.code != EMPTY_MODLIST:
-                        raise
+    changed = ensure_attributes(module, client, name, current, want)
     if add_users or add_groups:
         changed = True
         if not module.check_mode:
-            client.member_call("add members to group %s" % name, "group_add_member", [name],
-                               {"user": add_users, "group": add_groups})
+            client.member_call(
+                "add members to group %s" % name, "group_add_member", [name], {"user": add_users, "group": add_groups}
+            )
     if remove_users or remove_groups:
         changed = True
         if not module.check_mode:
-            client.member_call("remove members from group %s" % name, "group_remove_member", [name],
-                               {"user": remove_users, "group": remove_groups})
+            client.member_call(
+                "remove members from group %s" % name,
+                "group_remove_member",
+                [name],
+                {"user": remove_users, "group": remove_groups},
+            )
     if want["posix"] is False:
         want["gid"] = None
     return changed, want

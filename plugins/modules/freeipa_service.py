@@ -122,9 +122,10 @@ def ensure_present(module, client, principal, own_host, current):
     params = module.params
     changed = False
     if current is None:
-        if not params["skip_host_check"] and client.find(
-            "look up host %s for service %s" % (own_host, principal), "host_show", own_host
-        ) is None:
+        if (
+            not params["skip_host_check"]
+            and client.find("look up host %s for service %s" % (own_host, principal), "host_show", own_host) is None
+        ):
             raise FreeIPAModuleError(
                 "add service %s: host %s is not enrolled in FreeIPA (enroll it first or set skip_host_check)"
                 % (principal, own_host)
@@ -145,19 +146,28 @@ def ensure_present(module, client, principal, own_host, current):
     if current is None:
         changed = True
         if not module.check_mode:
-            created = client.call("add service %s" % principal, "service_add", [principal],
-                                  {"skip_host_check": params["skip_host_check"], "force": params["skip_host_check"]})
+            created = client.call(
+                "add service %s" % principal,
+                "service_add",
+                [principal],
+                {"skip_host_check": params["skip_host_check"], "force": params["skip_host_check"]},
+            )
             want["principal"], want["dn"] = normalize(created["result"])["principal"], created["result"]["dn"]
     if to_add:
         changed = True
         if not module.check_mode:
-            client.member_call("add managing hosts to service %s" % principal, "service_add_host", [principal],
-                               {"host": to_add})
+            client.member_call(
+                "add managing hosts to service %s" % principal, "service_add_host", [principal], {"host": to_add}
+            )
     if to_remove:
         changed = True
         if not module.check_mode:
-            client.member_call("remove managing hosts from service %s" % principal, "service_remove_host",
-                               [principal], {"host": to_remove})
+            client.member_call(
+                "remove managing hosts from service %s" % principal,
+                "service_remove_host",
+                [principal],
+                {"host": to_remove},
+            )
     return changed, want
 
 

@@ -125,8 +125,10 @@ def normalize(entry):
 
 def validate(params):
     if not UID.match(params["name"]):
-        raise FreeIPAModuleError("invalid system account name %r: use letters, digits, _, -, . and a final $" % params["name"])
-    if params["update_password"] == "always" and not params.get("password") and params["state"] == "present":
+        raise FreeIPAModuleError(
+            "invalid system account name %r: use letters, digits, _, -, . and a final $" % params["name"]
+        )
+    if params["update_password"] == "always" and not params.get("password") and params["state"] == "present":  # noqa: S105
         raise FreeIPAModuleError("system account %s: update_password=always needs password" % params["name"])
 
 
@@ -140,8 +142,13 @@ def ensure_present(module, client, name, current):
             options["description"] = params["description"]
         if params.get("disabled"):
             options["nsaccountlock"] = True
-        want = {"name": name, "dn": None, "description": params.get("description") or None,
-                "disabled": bool(params.get("disabled")), "has_password": True}
+        want = {
+            "name": name,
+            "dn": None,
+            "description": params.get("description") or None,
+            "disabled": bool(params.get("disabled")),
+            "has_password": True,
+        }
         if not module.check_mode:
             want = normalize(client.call("add system account %s" % name, "sysaccount_add", [name], options)["result"])
         return True, want
@@ -154,7 +161,7 @@ def ensure_present(module, client, name, current):
     if params.get("disabled") is not None and params["disabled"] != current["disabled"]:
         options["nsaccountlock"] = params["disabled"]
         want["disabled"] = params["disabled"]
-    if params["update_password"] == "always" or (params.get("password") and not current["has_password"]):
+    if params["update_password"] == "always" or (params.get("password") and not current["has_password"]):  # noqa: S105
         options["userpassword"] = params["password"]
         want["has_password"] = True
     if not options:

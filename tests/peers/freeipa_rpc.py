@@ -41,7 +41,7 @@ from urllib.parse import parse_qs
 from ldap3 import BASE, LEVEL, MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE, Connection, Server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import identity  # noqa: E402
+import identity
 
 API_VERSION = "2.254"
 SERVER_VERSION = "4.12.2"
@@ -83,15 +83,22 @@ def ensure_tls(state: Path, listen: list[str]) -> tuple[Path, Path]:
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Certificate Authority {REALM}")])
         cert = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
             .sign(key, hashes.SHA256())
         )
-        ca_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                             serialization.NoEncryption()))
+        ca_key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         ca_key.chmod(0o600)
         ca_crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     srv_crt, srv_key = tls / "server.crt", tls / "server.key"
@@ -105,15 +112,20 @@ def ensure_tls(state: Path, listen: list[str]) -> tuple[Path, Path]:
     sans = [x509.DNSName("localhost"), x509.DNSName(f"ipa.{identity.DOMAIN}")]
     sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in names]
     cert = (
-        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"ipa.{identity.DOMAIN}")]))
-        .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=825))
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"ipa.{identity.DOMAIN}")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=825))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_private, hashes.SHA256())
     )
-    srv_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    srv_key.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     srv_key.chmod(0o600)
     srv_crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + ca_crt.read_bytes())
     marker.write_text(",".join(names))
@@ -142,8 +154,13 @@ class Directory:
         return {k.lower(): v for k, v in c.entries[0].entry_attributes_as_dict.items()}
 
     def kadmin(self, query: str) -> str:
-        res = subprocess.run(["kadmin.local", "-r", REALM, "-q", query], env=identity.krb_env(),  # noqa: S607
-                             capture_output=True, text=True, check=False)
+        res = subprocess.run(
+            ["kadmin.local", "-r", REALM, "-q", query],
+            env=identity.krb_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if res.returncode != 0 or "error" in res.stderr.lower():
             raise IPAError(4203, "DatabaseError", f"kadmin: {res.stderr.strip()}")
         return res.stdout
@@ -177,7 +194,9 @@ def group_dn(cn: str) -> str:
 
 def check_group_name(cn) -> str:
     if not isinstance(cn, str) or not GROUP_NAME.match(cn):
-        raise IPAError(3009, "ValidationError", "invalid 'group_name': may only include letters, numbers, _, -, . and $")
+        raise IPAError(
+            3009, "ValidationError", "invalid 'group_name': may only include letters, numbers, _, -, . and $"
+        )
     return cn.lower()
 
 
@@ -229,7 +248,9 @@ def indirect_members(c: Connection, groups: list[str], seen: set) -> tuple[set, 
                 users.add(rdn_value(m))
             else:
                 subgroups.add(rdn_value(m))
-        u, s = indirect_members(c, [rdn_value(m) for m in e.get("member", []) if not m.lower().endswith(USERS_DN.lower())], seen)
+        u, s = indirect_members(
+            c, [rdn_value(m) for m in e.get("member", []) if not m.lower().endswith(USERS_DN.lower())], seen
+        )
         users |= u
         subgroups |= s
     return users, subgroups
@@ -285,8 +306,8 @@ def group_mod(c, args, o):
 
 def group_del(c, args, o):
     names = args[0] if isinstance(args[0], list) else [args[0]]
-    for cn in names:
-        cn = check_group_name(cn)
+    for raw in names:
+        cn = check_group_name(raw)
         load_group(c, cn)
         if cn in PROTECTED_GROUPS:
             raise IPAError(4309, "ProtectedEntryError", f"group {cn} cannot be deleted/modified: privileged group")
@@ -350,8 +371,14 @@ def user_show(c, args, o):
     e = DIR.entry(c, f"uid={uid},{USERS_DN}")
     if not e:
         raise not_found(uid, "user")
-    out = {"dn": f"uid={uid},{USERS_DN}", "uid": [uid], "krbprincipalname": [f"{uid}@{REALM}"],
-           "nsaccountlock": False, "has_password": True, "has_keytab": True}
+    out = {
+        "dn": f"uid={uid},{USERS_DN}",
+        "uid": [uid],
+        "krbprincipalname": [f"{uid}@{REALM}"],
+        "nsaccountlock": False,
+        "has_password": True,
+        "has_keytab": True,
+    }
     for k in ("givenname", "sn", "cn", "mail", "homedirectory", "loginshell"):
         if e.get(k):
             out[k] = [str(v) for v in e[k]]
@@ -371,8 +398,12 @@ def sysaccount_view(c, uid: str) -> dict:
     e = DIR.entry(c, sysaccount_dn(uid))
     if not e:
         raise not_found(uid, "system account")
-    out = {"dn": sysaccount_dn(uid), "uid": [uid], "has_password": bool(e.get("userpassword")),
-           "nsaccountlock": str(e.get("nsaccountlock", ["FALSE"])[0]).upper() == "TRUE"}
+    out = {
+        "dn": sysaccount_dn(uid),
+        "uid": [uid],
+        "has_password": bool(e.get("userpassword")),
+        "nsaccountlock": str(e.get("nsaccountlock", ["FALSE"])[0]).upper() == "TRUE",
+    }
     if e.get("description"):
         out["description"] = [e["description"][0]]
     return out
@@ -442,8 +473,8 @@ def sysaccount_mod(c, args, o):
 
 def sysaccount_del(c, args, o):
     names = args[0] if isinstance(args[0], list) else [args[0]]
-    for uid in names:
-        uid = check_uid(uid)
+    for raw in names:
+        uid = check_uid(raw)
         if not DIR.entry(c, sysaccount_dn(uid), ["uid"]):
             raise not_found(uid, "system account")
         c.delete(sysaccount_dn(uid))
@@ -473,7 +504,9 @@ def normalize_principal(name) -> tuple[str, str, str]:
     base, _, realm = name.partition("@")
     realm = realm or REALM
     if realm != REALM:
-        raise IPAError(3009, "ValidationError", f"invalid 'canonical_principal': realm {realm} is not the server's realm")
+        raise IPAError(
+            3009, "ValidationError", f"invalid 'canonical_principal': realm {realm} is not the server's realm"
+        )
     service, _, host = base.partition("/")
     if not service or not host or "/" in host:
         raise IPAError(3009, "ValidationError", "invalid 'canonical_principal': Service principal is required")
@@ -489,9 +522,16 @@ def host_show(c, args, o):
     p = DIR.principal(f"host/{fqdn}@{REALM}")
     if not p:
         raise not_found(fqdn, "host")
-    return {"result": {"dn": f"fqdn={fqdn},cn=computers,cn=accounts,{SUFFIX}", "fqdn": [fqdn],
-                       "krbprincipalname": [f"host/{fqdn}@{REALM}"], "has_keytab": p["keys"] > 0},
-            "value": fqdn, "summary": None}
+    return {
+        "result": {
+            "dn": f"fqdn={fqdn},cn=computers,cn=accounts,{SUFFIX}",
+            "fqdn": [fqdn],
+            "krbprincipalname": [f"host/{fqdn}@{REALM}"],
+            "has_keytab": p["keys"] > 0,
+        },
+        "value": fqdn,
+        "summary": None,
+    }
 
 
 def host_add(c, args, o):
@@ -507,8 +547,12 @@ def service_view(principal: str) -> dict:
     store = load_store()
     if not p or principal not in store:
         raise not_found(principal, "service")
-    out = {"dn": f"krbprincipalname={principal},{SERVICES_DN}", "krbprincipalname": [principal],
-           "krbcanonicalname": [principal], "has_keytab": p["keys"] > 0}
+    out = {
+        "dn": f"krbprincipalname={principal},{SERVICES_DN}",
+        "krbprincipalname": [principal],
+        "krbcanonicalname": [principal],
+        "has_keytab": p["keys"] > 0,
+    }
     if store[principal].get("managedby"):
         out["managedby_host"] = sorted(store[principal]["managedby"])
     return out
@@ -557,12 +601,14 @@ def _service_hosts(c, args, o, add: bool):
             raise not_found(principal, "service")
         managed = set(store[principal].get("managedby", []))
         hosts = o.get("host") or []
-        for h in hosts if isinstance(hosts, list) else [hosts]:
-            h = h.lower()
+        for raw in hosts if isinstance(hosts, list) else [hosts]:
+            h = raw.lower()
             if not host_exists(h):
                 failed["managedby"]["host"].append([h, "no such entry"])
             elif add == (h in managed):
-                failed["managedby"]["host"].append([h, "This entry is already a member" if add else "This entry is not a member"])
+                failed["managedby"]["host"].append(
+                    [h, "This entry is already a member" if add else "This entry is not a member"]
+                )
             else:
                 (managed.add if add else managed.discard)(h)
                 completed += 1
@@ -587,26 +633,53 @@ def ping(c, args, o):
 METHODS = {
     "ping": (ping, set(), False),
     "group_show": (group_show, set(), False),
-    "group_find": (group_find, {"cn", "description", "gidnumber", "sizelimit", "pkey_only", "private", "posix",
-                                "nonposix", "external"}, False),
+    "group_find": (
+        group_find,
+        {"cn", "description", "gidnumber", "sizelimit", "pkey_only", "private", "posix", "nonposix", "external"},
+        False,
+    ),
     "group_add": (group_add, {"description", "gidnumber", "nonposix", "external", "setattr", "addattr"}, True),
-    "group_mod": (group_mod, {"description", "gidnumber", "posix", "external", "rename", "setattr", "addattr",
-                              "delattr"}, True),
+    "group_mod": (
+        group_mod,
+        {"description", "gidnumber", "posix", "external", "rename", "setattr", "addattr", "delattr"},
+        True,
+    ),
     "group_del": (group_del, {"continue"}, True),
     "group_add_member": (group_add_member, {"user", "group", "service", "idoverrideuser", "ipaexternalmember"}, True),
-    "group_remove_member": (group_remove_member, {"user", "group", "service", "idoverrideuser", "ipaexternalmember"}, True),
+    "group_remove_member": (
+        group_remove_member,
+        {"user", "group", "service", "idoverrideuser", "ipaexternalmember"},
+        True,
+    ),
     "user_show": (user_show, {"out"}, False),
     "sysaccount_show": (sysaccount_show, set(), False),
-    "sysaccount_add": (sysaccount_add, {"description", "userpassword", "random", "nsaccountlock", "privileged",
-                                        "setattr", "addattr"}, True),
-    "sysaccount_mod": (sysaccount_mod, {"description", "userpassword", "random", "nsaccountlock", "privileged",
-                                        "setattr", "addattr", "delattr"}, True),
+    "sysaccount_add": (
+        sysaccount_add,
+        {"description", "userpassword", "random", "nsaccountlock", "privileged", "setattr", "addattr"},
+        True,
+    ),
+    "sysaccount_mod": (
+        sysaccount_mod,
+        {"description", "userpassword", "random", "nsaccountlock", "privileged", "setattr", "addattr", "delattr"},
+        True,
+    ),
     "sysaccount_del": (sysaccount_del, {"continue"}, True),
     "host_show": (host_show, {"out"}, False),
     "host_add": (host_add, {"force", "no_reverse", "ip_address", "description"}, True),
     "service_show": (service_show, {"out"}, False),
-    "service_add": (service_add, {"force", "skip_host_check", "ipakrbokasdelegate", "ipakrboktoauthasdelegate",
-                                  "ipakrbrequirespreauth", "setattr", "addattr"}, True),
+    "service_add": (
+        service_add,
+        {
+            "force",
+            "skip_host_check",
+            "ipakrbokasdelegate",
+            "ipakrboktoauthasdelegate",
+            "ipakrbrequirespreauth",
+            "setattr",
+            "addattr",
+        },
+        True,
+    ),
     "service_del": (service_del, {"continue"}, True),
     "service_add_host": (service_add_host, {"host"}, True),
     "service_remove_host": (service_remove_host, {"host"}, True),
@@ -621,8 +694,8 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "Apache"
     sys_version = ""
 
-    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
-        sys.stdout.write("%s - %s\n" % (self.address_string(), format % args))  # noqa: UP031
+    def log_message(self, format, *args):
+        sys.stdout.write("%s - %s\n" % (self.address_string(), format % args))
         sys.stdout.flush()
 
     def _send(self, code: int, body: str | dict, headers: dict | None = None, ctype: str = "text/plain") -> None:
@@ -646,17 +719,18 @@ class Handler(BaseHTTPRequestHandler):
         token = cookie["ipa_session"].value.removeprefix("MagBearerToken=")
         return SESSIONS.get(token)
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self._send(405 if self.path.startswith("/ipa/session") else 404, "Not supported\n")
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         if self.path == "/ipa/session/login_password":
             return self._login(body)
         if self.path == "/ipa/session/login_kerberos":
-            return self._send(401, "Kerberos login is not offered by the test peer\n",
-                              {"WWW-Authenticate": "Negotiate"})
+            return self._send(
+                401, "Kerberos login is not offered by the test peer\n", {"WWW-Authenticate": "Negotiate"}
+            )
         if self.path in ("/ipa/session/json", "/ipa/json"):
             return self._json(body)
         return self._send(404, "Not Found\n")
@@ -686,22 +760,26 @@ class Handler(BaseHTTPRequestHandler):
             try:
                 req = json.loads(body)
                 method, params, rid = req["method"], req.get("params") or [[], {}], req.get("id")
-                args, options = (params + [{}])[:2] if len(params) < 2 else params[:2]
+                args, options = [*params, {}][:2]
             except (ValueError, KeyError, TypeError) as e:
                 raise IPAError(909, "JSONError", f"Invalid JSON-RPC request: {e}") from None
             if method == "session_logout":
                 cookie = SimpleCookie(self.headers.get("Cookie", ""))
                 SESSIONS.pop(cookie["ipa_session"].value.removeprefix("MagBearerToken="), None)
-                return self._send(200, {"result": None, "error": None, "id": rid, "principal": principal,
-                                        "version": SERVER_VERSION})
+                return self._send(
+                    200, {"result": None, "error": None, "id": rid, "principal": principal, "version": SERVER_VERSION}
+                )
             method = method.split("/")[0]
             if method not in METHODS:
                 raise IPAError(905, "CommandError", f"unknown command '{method}'")
             handler, allowed, writes = METHODS[method]
             version = options.get("version")
-            if version and str(version).split(".")[0] != API_VERSION.split(".")[0]:
-                raise IPAError(901, "VersionError",
-                               f"{version} client incompatible with {API_VERSION} server at 'https://{self.headers.get('Host')}/ipa/json'")
+            if version and str(version).split(".")[0] != API_VERSION.split(".", maxsplit=1)[0]:
+                raise IPAError(
+                    901,
+                    "VersionError",
+                    f"{version} client incompatible with {API_VERSION} server at 'https://{self.headers.get('Host')}/ipa/json'",
+                )
             for opt in options:
                 if opt not in allowed | COMMON:
                     raise IPAError(3005, "OptionError", f"Unknown option: {opt}")
@@ -717,12 +795,26 @@ class Handler(BaseHTTPRequestHandler):
                     c.unbind()
             resp = {"result": result, "error": None, "id": rid, "principal": principal, "version": SERVER_VERSION}
         except IPAError as e:
-            resp = {"result": None, "id": rid, "principal": principal, "version": SERVER_VERSION,
-                    "error": {"code": e.code, "message": e.message, "name": e.name, "data": {}}}
+            resp = {
+                "result": None,
+                "id": rid,
+                "principal": principal,
+                "version": SERVER_VERSION,
+                "error": {"code": e.code, "message": e.message, "name": e.name, "data": {}},
+            }
         except IndexError:
-            resp = {"result": None, "id": rid, "principal": principal, "version": SERVER_VERSION,
-                    "error": {"code": 3007, "message": "a required argument is missing", "name": "RequirementError",
-                              "data": {}}}
+            resp = {
+                "result": None,
+                "id": rid,
+                "principal": principal,
+                "version": SERVER_VERSION,
+                "error": {
+                    "code": 3007,
+                    "message": "a required argument is missing",
+                    "name": "RequirementError",
+                    "data": {},
+                },
+            }
         return self._send(200, resp)
 
 

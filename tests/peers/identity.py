@@ -37,8 +37,8 @@ DOMAIN = "dataplatform.test"
 SUFFIX = "dc=dataplatform,dc=test"
 INSTANCE = "dataplatform"
 DM_DN = "cn=Directory Manager"
-DM_PASSWORD = "Directory-Manager-Secret123"  # noqa: S105 - test peer only
-KDC_MASTER_PASSWORD = "Kdc-Master-Secret123"  # noqa: S105
+DM_PASSWORD = "Directory-Manager-Secret123"
+KDC_MASTER_PASSWORD = "Kdc-Master-Secret123"
 PORTS = {"kdc": 1088, "kadmin": 1749, "kpasswd": 1464, "ldap": 1389, "rpc": 1443}
 
 # FreeIPA's own admin, the platform's people and the enrolment principal. Passwords are known
@@ -51,9 +51,9 @@ USERS = {
     "dave": {"password": "Dave-Secret123", "uidnumber": 1104, "groups": ["admins"]},
 }
 ENROLL_PRINCIPAL = "enroll"
-ENROLL_PASSWORD = "Enroll-Secret123"  # noqa: S105
+ENROLL_PASSWORD = "Enroll-Secret123"
 SERVICE_ACCOUNT = "dask-service"
-SERVICE_ACCOUNT_PASSWORD = "Dask-Service-Secret123"  # noqa: S105
+SERVICE_ACCOUNT_PASSWORD = "Dask-Service-Secret123"
 # `--platform` seeds these groups directly (what playbooks/freeipa.yml makes through the API),
 # for consumers that want the demo's identities without running Ansible.
 PLATFORM_GROUPS = {
@@ -245,7 +245,9 @@ create_suffix_entry = yes
         prefix = STATE / "ds-prefix"
         dflt = prefix / "share" / "dirsrv" / "inf" / "defaults.inf"
         dflt.parent.mkdir(parents=True, exist_ok=True)
-        dflt.write_text(Path("/usr/share/dirsrv/inf/defaults.inf").read_text().replace("with_systemd = 1", "with_systemd = 0"))
+        dflt.write_text(
+            Path("/usr/share/dirsrv/inf/defaults.inf").read_text().replace("with_systemd = 1", "with_systemd = 0")
+        )
         run(["dscreate", "from-file", str(inf)], env={**os.environ, "PREFIX": str(prefix)})
     ensure_schema()
     configure_dse(listen)
@@ -289,7 +291,9 @@ def configure_dse(listen: list[str]) -> None:
 def ldap_conn():
     from ldap3 import Connection, Server
 
-    return Connection(Server("127.0.0.1", port=PORTS["ldap"]), DM_DN, DM_PASSWORD, auto_bind=True, raise_exceptions=False)
+    return Connection(
+        Server("127.0.0.1", port=PORTS["ldap"]), DM_DN, DM_PASSWORD, auto_bind=True, raise_exceptions=False
+    )
 
 
 def ensure_entry(conn, dn: str, attrs: dict) -> bool:
@@ -305,35 +309,67 @@ def seed_tree(platform: bool) -> None:
     """FreeIPA's containers, its admin and admins group, the platform's users, the bind account."""
     conn = ldap_conn()
     c = ["top", "nsContainer"]
-    for dn in ["cn=accounts", "cn=users,cn=accounts", "cn=groups,cn=accounts", "cn=services,cn=accounts",
-               "cn=computers,cn=accounts", "cn=etc", "cn=sysaccounts,cn=etc"]:
+    for dn in [
+        "cn=accounts",
+        "cn=users,cn=accounts",
+        "cn=groups,cn=accounts",
+        "cn=services,cn=accounts",
+        "cn=computers,cn=accounts",
+        "cn=etc",
+        "cn=sysaccounts,cn=etc",
+    ]:
         ensure_entry(conn, f"{dn},{SUFFIX}", {"objectClass": list(c), "cn": dn.split(",")[0][3:]})
     # Authenticated binds (the sssd bind account, FreeIPA's users) read the tree, never passwords.
-    readable = ("objectClass || cn || uid || sn || givenName || displayName || gecos || uidNumber || gidNumber || "
-                "homeDirectory || loginShell || mail || member || memberOf || description || ipaUniqueID || "
-                "nsAccountLock || entryUSN || modifyTimestamp")
+    readable = (
+        "objectClass || cn || uid || sn || givenName || displayName || gecos || uidNumber || gidNumber || "
+        "homeDirectory || loginShell || mail || member || memberOf || description || ipaUniqueID || "
+        "nsAccountLock || entryUSN || modifyTimestamp"
+    )
     aci = f'(targetattr="{readable}")(version 3.0; acl "Authenticated read"; allow (read, search, compare) userdn = "ldap:///all";)'
     conn.modify(SUFFIX, {"aci": [("MODIFY_ADD", [aci])]})  # fails harmlessly once present
 
     everyone = {"admin": ADMIN, **USERS}
     for uid, spec in everyone.items():
         udn = f"uid={uid},cn=users,cn=accounts,{SUFFIX}"
-        ensure_entry(conn, f"cn={uid},cn=groups,cn=accounts,{SUFFIX}", {
-            "objectClass": ["top", "posixGroup", "mepManagedEntry"], "cn": uid, "gidNumber": spec["uidnumber"],
-            "description": f"User private group for {uid}",
-        })
-        ensure_entry(conn, udn, {
-            "objectClass": ["top", "person", "organizationalPerson", "inetOrgPerson", "inetUser", "posixAccount"],
-            "uid": uid, "cn": uid.capitalize(), "sn": uid.capitalize(), "givenName": uid.capitalize(),
-            "uidNumber": spec["uidnumber"], "gidNumber": spec["uidnumber"], "homeDirectory": f"/home/{uid}",
-            "loginShell": "/bin/bash", "mail": f"{uid}@{DOMAIN}", "userPassword": spec["password"],
-        })
+        ensure_entry(
+            conn,
+            f"cn={uid},cn=groups,cn=accounts,{SUFFIX}",
+            {
+                "objectClass": ["top", "posixGroup", "mepManagedEntry"],
+                "cn": uid,
+                "gidNumber": spec["uidnumber"],
+                "description": f"User private group for {uid}",
+            },
+        )
+        ensure_entry(
+            conn,
+            udn,
+            {
+                "objectClass": ["top", "person", "organizationalPerson", "inetOrgPerson", "inetUser", "posixAccount"],
+                "uid": uid,
+                "cn": uid.capitalize(),
+                "sn": uid.capitalize(),
+                "givenName": uid.capitalize(),
+                "uidNumber": spec["uidnumber"],
+                "gidNumber": spec["uidnumber"],
+                "homeDirectory": f"/home/{uid}",
+                "loginShell": "/bin/bash",
+                "mail": f"{uid}@{DOMAIN}",
+                "userPassword": spec["password"],
+            },
+        )
     ensure_group(conn, "admins", 1000, "Account administrators group", ["admin", "dave"], [])
     ensure_group(conn, "ipausers", None, "Default group for all users", list(USERS), [])
-    ensure_entry(conn, f"uid={SERVICE_ACCOUNT},cn=sysaccounts,cn=etc,{SUFFIX}", {
-        "objectClass": ["top", "account", "simpleSecurityObject"], "uid": SERVICE_ACCOUNT,
-        "userPassword": SERVICE_ACCOUNT_PASSWORD, "description": "Dask Gateway and sssd bind account",
-    })
+    ensure_entry(
+        conn,
+        f"uid={SERVICE_ACCOUNT},cn=sysaccounts,cn=etc,{SUFFIX}",
+        {
+            "objectClass": ["top", "account", "simpleSecurityObject"],
+            "uid": SERVICE_ACCOUNT,
+            "userPassword": SERVICE_ACCOUNT_PASSWORD,
+            "description": "Dask Gateway and sssd bind account",
+        },
+    )
     if platform:
         for name, spec in PLATFORM_GROUPS.items():
             ensure_group(conn, name, spec["gidnumber"], f"Dask platform group {name}", spec["users"], spec["groups"])
@@ -355,12 +391,20 @@ def ensure_group(conn, name: str, gid: int | None, desc: str, users: list[str], 
         conn.modify(dn, {"member": [("MODIFY_ADD", [m])]})  # already there: harmless refusal
 
 
-FREEIPA_SCHEMA = """dn: cn=schema
-attributeTypes: ( 2.16.840.1.113730.3.8.3.1 NAME 'ipaUniqueID' DESC 'Unique identifier' EQUALITY caseIgnoreMatch ORDERING caseIgnoreOrderingMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 X-ORIGIN 'IPA v2' )
-objectClasses: ( 2.16.840.1.113730.3.8.4.1 NAME 'ipaObject' DESC 'IPA objectclass' AUXILIARY MUST ( ipaUniqueID ) X-ORIGIN 'IPA v2' )
-objectClasses: ( 2.16.840.1.113730.3.8.4.2 NAME 'ipaUserGroup' DESC 'IPA user group object class' SUP top STRUCTURAL MAY ( description ) X-ORIGIN 'IPA v2' )
-objectClasses: ( 2.16.840.1.113730.3.8.4.3 NAME 'nestedGroup' DESC 'Group that supports nesting' SUP groupOfNames STRUCTURAL MAY memberOf X-ORIGIN 'IPA v2' )
-"""
+FREEIPA_SCHEMA = "\n".join(
+    [
+        "dn: cn=schema",
+        "attributeTypes: ( 2.16.840.1.113730.3.8.3.1 NAME 'ipaUniqueID' DESC 'Unique identifier' EQUALITY "
+        "caseIgnoreMatch ORDERING caseIgnoreOrderingMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 X-ORIGIN 'IPA v2' )",
+        "objectClasses: ( 2.16.840.1.113730.3.8.4.1 NAME 'ipaObject' DESC 'IPA objectclass' AUXILIARY "
+        "MUST ( ipaUniqueID ) X-ORIGIN 'IPA v2' )",
+        "objectClasses: ( 2.16.840.1.113730.3.8.4.2 NAME 'ipaUserGroup' DESC 'IPA user group object class' "
+        "SUP top STRUCTURAL MAY ( description ) X-ORIGIN 'IPA v2' )",
+        "objectClasses: ( 2.16.840.1.113730.3.8.4.3 NAME 'nestedGroup' DESC 'Group that supports nesting' "
+        "SUP groupOfNames STRUCTURAL MAY memberOf X-ORIGIN 'IPA v2' )",
+        "",
+    ]
+)
 
 
 def ensure_schema() -> None:
@@ -381,14 +425,22 @@ def ensure_rpc(listen: list[str]) -> None:
     if pid_alive(pidfile):
         return
     log("starting the FreeIPA JSON-RPC peer")
-    cmd = [sys.executable, str(Path(__file__).with_name("freeipa_rpc.py")), "--state", str(STATE),
-           "--port", str(PORTS["rpc"]), "--pidfile", str(pidfile)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).with_name("freeipa_rpc.py")),
+        "--state",
+        str(STATE),
+        "--port",
+        str(PORTS["rpc"]),
+        "--pidfile",
+        str(pidfile),
+    ]
     for a in listen:
         cmd += ["--listen", a]
         if a != "127.0.0.1":  # 389-ds listens on one address only: relay LDAP from the others
             cmd += ["--relay", f"{a}:{PORTS['ldap']}=127.0.0.1:{PORTS['ldap']}"]
     with (rdir / "rpc.log").open("ab") as out:
-        subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=krb_env())  # noqa: S603
+        subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=krb_env())
     for a in listen:
         wait_port(a, PORTS["rpc"])
         wait_port(a, PORTS["ldap"])
@@ -433,7 +485,7 @@ def start(listen: list[str], platform: bool) -> dict:
     missing = [b for b in ("krb5kdc", "kadmind", "kdb5_util", "dscreate", "ns-slapd") if not shutil.which(b)]
     if missing and not Path("/usr/sbin/ns-slapd").exists():
         raise SystemExit(f"missing {missing}: run scripts/bootstrap-host.sh --identity")
-    if "0.0.0.0" in listen:  # noqa: S104
+    if "0.0.0.0" in listen:
         raise SystemExit("the identity peer never binds to 0.0.0.0: name the addresses to listen on")
     STATE.mkdir(parents=True, exist_ok=True)
     saved = STATE / "listen.json"

@@ -10,15 +10,21 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "peers"))
-import identity  # noqa: E402
+import identity
 
 HOSTS = ["identity-debian12", "identity-debian13"]
 KEYTAB = "/etc/dask-gateway/http.keytab"
 
 
 def sh(host: str, cmd: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    res = subprocess.run(["docker", "exec", "-i", host, "sh", "-c", cmd], input=stdin, capture_output=True,
-                         text=True, timeout=120, check=False)
+    res = subprocess.run(
+        ["docker", "exec", "-i", host, "sh", "-c", cmd],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if check and res.returncode != 0:
         raise AssertionError(f"{host}: {cmd} -> {res.returncode}: {res.stdout} {res.stderr}")
     return res
@@ -54,8 +60,11 @@ def test_unknown_user_does_not_resolve(host):
 
 
 def test_kinit_with_the_right_password(host):
-    sh(host, "KRB5CCNAME=FILE:/tmp/cc.alice kinit alice && klist -c FILE:/tmp/cc.alice | grep -q alice@DATAPLATFORM.TEST",
-       stdin=identity.USERS["alice"]["password"] + "\n")
+    sh(
+        host,
+        "KRB5CCNAME=FILE:/tmp/cc.alice kinit alice && klist -c FILE:/tmp/cc.alice | grep -q alice@DATAPLATFORM.TEST",
+        stdin=identity.USERS["alice"]["password"] + "\n",
+    )
 
 
 def test_kinit_refuses_a_wrong_password(host):
@@ -68,7 +77,8 @@ def test_service_keytab_works_and_is_private(host):
     stat = sh(host, f"stat -c '%a %U %G' {KEYTAB}").stdout.split()
     assert stat == ["600", "daemon", "daemon"]
     principal = f"HTTP/{host}.dataplatform.test"
-    sh(host, f"KRB5CCNAME=FILE:/tmp/cc.http kinit -k -t {KEYTAB} {principal} && klist -c FILE:/tmp/cc.http | grep -q {principal}")
+    cc = "FILE:/tmp/cc.http"
+    sh(host, f"KRB5CCNAME={cc} kinit -k -t {KEYTAB} {principal} && klist -c {cc} | grep -q {principal}")
 
 
 def test_host_keytab_holds_the_host_principal(host):

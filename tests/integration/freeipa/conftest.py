@@ -33,8 +33,12 @@ def identity() -> dict:
 @pytest.fixture(scope="session")
 def ipa_conn(identity) -> dict:
     """The connection options every freeipa_* module takes, as the admin."""
-    return {"ipa_host": identity["host"], "ipa_user": "admin", "ipa_pass": identity["admin"]["password"],
-            "ipa_ca_cert": identity["ca"]}
+    return {
+        "ipa_host": identity["host"],
+        "ipa_user": "admin",
+        "ipa_pass": identity["admin"]["password"],
+        "ipa_ca_cert": identity["ca"],
+    }
 
 
 @pytest.fixture
@@ -57,20 +61,30 @@ class Ansible:
 
     def __init__(self) -> None:
         self.env = dict(os.environ)
-        self.env.update({
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
-            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-            "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.json",
-            "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"),
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-            "ANSIBLE_LOCALHOST_WARNING": "0",
-            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
-        })
+        self.env.update(
+            {
+                "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+                "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+                "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.json",
+                "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"),
+                "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+                "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+                "ANSIBLE_LOCALHOST_WARNING": "0",
+                "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+            }
+        )
 
     def __call__(self, module: str, args: dict, *, check: bool = False, diff: bool = False) -> dict:
-        cmd = [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-m", f"dataplatform.dask.{module}",
-               "-a", json.dumps(args)]
+        cmd = [
+            str(VENV_BIN / "ansible"),
+            "localhost",
+            "-c",
+            "local",
+            "-m",
+            f"dataplatform.dask.{module}",
+            "-a",
+            json.dumps(args),
+        ]
         if check:
             cmd.append("--check")
         if diff:
@@ -84,8 +98,12 @@ class Ansible:
 
     def four_times(self, module: str, args: dict) -> list[dict]:
         """Check, apply, check again, apply again (the amazon.aws integration pattern)."""
-        return [self(module, args, check=True, diff=True), self(module, args, diff=True),
-                self(module, args, check=True, diff=True), self(module, args, diff=True)]
+        return [
+            self(module, args, check=True, diff=True),
+            self(module, args, diff=True),
+            self(module, args, check=True, diff=True),
+            self(module, args, diff=True),
+        ]
 
 
 @pytest.fixture(scope="session")

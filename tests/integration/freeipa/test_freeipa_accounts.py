@@ -9,8 +9,12 @@ import pytest
 
 
 def ldap_bind(identity, dn: str, password: str) -> bool:
-    res = subprocess.run(["ldapwhoami", "-x", "-H", identity["ldap_uri"][0], "-D", dn, "-w", password],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        ["ldapwhoami", "-x", "-H", identity["ldap_uri"][0], "-D", dn, "-w", password],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return res.returncode == 0
 
 
@@ -31,7 +35,10 @@ def test_sysaccount_lifecycle(ansible, ipa_conn, identity, unique, changed_once)
 
     # rotation: changed every time (the server never shows a password to compare with)
     rotate = {**base, "password": "Second-Secret-123", "update_password": "always"}
-    assert [ansible("freeipa_sysaccount", rotate, check=True)["changed"], ansible("freeipa_sysaccount", rotate)["changed"]] == [True, True]
+    assert [
+        ansible("freeipa_sysaccount", rotate, check=True)["changed"],
+        ansible("freeipa_sysaccount", rotate)["changed"],
+    ] == [True, True]
     assert ldap_bind(identity, dn, "Second-Secret-123")
     assert not ldap_bind(identity, dn, "First-Secret-123")
 
@@ -53,7 +60,9 @@ def kadmin_env(identity, tmp_path):
     return env
 
 
-def test_service_principal_gets_a_working_keytab(ansible, ipa_conn, identity, unique, changed_once, kadmin_env, tmp_path):
+def test_service_principal_gets_a_working_keytab(
+    ansible, ipa_conn, identity, unique, changed_once, kadmin_env, tmp_path
+):
     fqdn = f"{unique}.{identity['domain']}"
     principal = f"HTTP/{fqdn}"
     base = {**ipa_conn, "principal": principal}
@@ -67,8 +76,20 @@ def test_service_principal_gets_a_working_keytab(ansible, ipa_conn, identity, un
 
     # the enrolment principal fetches its keytab (what freeipa_enroll does) and kinit -k works
     keytab = tmp_path / "http.keytab"
-    subprocess.run(["kadmin", "-p", identity["enroll"]["principal"], "-w", identity["enroll"]["password"],
-                    "-q", f"ktadd -k {keytab} {principal}"], env=kadmin_env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            "kadmin",
+            "-p",
+            identity["enroll"]["principal"],
+            "-w",
+            identity["enroll"]["password"],
+            "-q",
+            f"ktadd -k {keytab} {principal}",
+        ],
+        env=kadmin_env,
+        check=True,
+        capture_output=True,
+    )
     subprocess.run(["kinit", "-k", "-t", str(keytab), principal], env=kadmin_env, check=True, capture_output=True)
     klist = subprocess.run(["klist"], env=kadmin_env, check=True, capture_output=True, text=True).stdout
     assert f"{principal}@{identity['realm']}" in klist
@@ -78,7 +99,9 @@ def test_service_principal_gets_a_working_keytab(ansible, ipa_conn, identity, un
     assert res["failed"] and "no such host: no-such-host.dataplatform.test" in res["msg"]
 
     changed_once(ansible.four_times("freeipa_service", {**base, "state": "absent"}))
-    res = subprocess.run(["kinit", "-k", "-t", str(keytab), principal], env=kadmin_env, capture_output=True, check=False)
+    res = subprocess.run(
+        ["kinit", "-k", "-t", str(keytab), principal], env=kadmin_env, capture_output=True, check=False
+    )
     assert res.returncode != 0
 
 
@@ -88,9 +111,16 @@ def test_service_principal_is_validated(ansible, ipa_conn):
 
 
 def test_user_password_is_checked_by_the_kdc(identity, kadmin_env):
-    ok = subprocess.run(["kinit", "alice"], input=identity["users"]["alice"]["password"] + "\n", env=kadmin_env,
-                        capture_output=True, text=True, check=False)
+    ok = subprocess.run(
+        ["kinit", "alice"],
+        input=identity["users"]["alice"]["password"] + "\n",
+        env=kadmin_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert ok.returncode == 0, ok.stderr
-    bad = subprocess.run(["kinit", "alice"], input="not-her-password\n", env=kadmin_env, capture_output=True,
-                         text=True, check=False)
+    bad = subprocess.run(
+        ["kinit", "alice"], input="not-her-password\n", env=kadmin_env, capture_output=True, text=True, check=False
+    )
     assert bad.returncode != 0

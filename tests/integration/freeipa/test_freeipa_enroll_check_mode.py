@@ -39,12 +39,31 @@ def test_ipa_client_install_in_check_mode(tmp_path):
     play = tmp_path / "play.yml"
     play.write_text(PLAY)
     env = dict(os.environ)
-    env.update({"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.json",
-                "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"), "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-                "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_LOCALHOST_WARNING": "0"})
-    res = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "--check", "--diff",
-                          "--tags", "freeipa_enroll_install,freeipa_enroll_configure", str(play)],
-                         env=env, capture_output=True, text=True, check=False, cwd=ROOT)
+    env.update(
+        {
+            "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+            "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.json",
+            "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"),
+            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+            "ANSIBLE_LOCALHOST_WARNING": "0",
+        }
+    )
+    res = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "--check",
+            "--diff",
+            "--tags",
+            "freeipa_enroll_install,freeipa_enroll_configure",
+            str(play),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
     assert "Enrol-Secret-Never-Logged" not in res.stdout + res.stderr
     data = json.loads(res.stdout)
     assert data["stats"]["localhost"]["failures"] == 0, res.stdout[-3000:]

@@ -75,10 +75,24 @@ def test_nested_membership_is_what_ldap_shows(ansible, ipa_conn, identity, uniqu
     assert not ansible("freeipa_group", {**ipa_conn, "name": child, "users": ["carol"]}).get("failed")
     assert not ansible("freeipa_group", {**ipa_conn, "name": parent, "groups": [child]}).get("failed")
     out = subprocess.run(
-        ["ldapsearch", "-LLL", "-x", "-H", identity["ldap_uri"][0], "-D", identity["bind"]["dn"],
-         "-w", identity["bind"]["password"], "-b", f"cn=users,cn=accounts,{identity['suffix']}", "(uid=carol)",
-         "memberOf"],
-        capture_output=True, text=True, check=True,
+        [
+            "ldapsearch",
+            "-LLL",
+            "-x",
+            "-H",
+            identity["ldap_uri"][0],
+            "-D",
+            identity["bind"]["dn"],
+            "-w",
+            identity["bind"]["password"],
+            "-b",
+            f"cn=users,cn=accounts,{identity['suffix']}",
+            "(uid=carol)",
+            "memberOf",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.lower()
     assert f"cn={child},cn=groups" in out
     assert f"cn={parent},cn=groups" in out  # nested: memberOf is transitive, as on FreeIPA
@@ -111,9 +125,28 @@ def test_bad_input_changes_nothing(ansible, ipa_conn, ipa_client, args, message,
 def test_ca_mismatch_is_refused(ansible, ipa_conn, ipa_client, tmp_path):
     """A server whose certificate another CA signed is not talked to, and the error says so."""
     other = tmp_path / "other-ca.crt"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(tmp_path / "k.pem"), "-out", str(other), "-days", "1",
-                    "-subj", "/CN=Some other CA"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(tmp_path / "k.pem"),
+            "-out",
+            str(other),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=Some other CA",
+        ],
+        check=True,
+        capture_output=True,
+    )
     res = ansible("freeipa_group", {**ipa_conn, "ipa_ca_cert": str(other), "name": "ca_mismatch_group"})
     assert res.get("failed")
     assert "is not trusted by" in res["msg"] and str(other) in res["msg"]
@@ -121,7 +154,9 @@ def test_ca_mismatch_is_refused(ansible, ipa_conn, ipa_client, tmp_path):
 
 
 def test_non_admin_is_denied(ansible, ipa_conn, identity, ipa_client):
-    res = ansible("freeipa_group", {**ipa_conn, "ipa_user": "bob", "ipa_pass": identity["users"]["bob"]["password"],
-                                    "name": "bob_made_this"})
+    res = ansible(
+        "freeipa_group",
+        {**ipa_conn, "ipa_user": "bob", "ipa_pass": identity["users"]["bob"]["password"], "name": "bob_made_this"},
+    )
     assert res.get("failed") and "add group bob_made_this: ACIError" in res["msg"]
     assert show(ipa_client, "bob_made_this") is None

@@ -15,6 +15,7 @@ from ansible.template import Templar, trust_as_template
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "freeipa_enroll"
 
+
 def _trusted(data: dict) -> dict:
     """Role files are trusted templates, as when Ansible loads them (data tagging, 2.19+)."""
     return {k: trust_as_template(v) if isinstance(v, str) else v for k, v in data.items()}
@@ -44,12 +45,45 @@ def render(template: str | None = None, expr: str | None = None, **overrides):
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"freeipa_enroll_otp": "OTP1", "freeipa_enroll_server": "ipa1.example.com"},
-         ["ipa-client-install", "--unattended", "--domain", "example.com", "--realm", "EXAMPLE.COM", "--hostname",
-          "gw.example.com", "--server", "ipa1.example.com", "--mkhomedir", "--password", "OTP1"]),
-        ({"freeipa_enroll_principal": "enroller", "freeipa_enroll_password": "pw", "freeipa_enroll_mkhomedir": False},
-         ["ipa-client-install", "--unattended", "--domain", "example.com", "--realm", "EXAMPLE.COM", "--hostname",
-          "gw.example.com", "--principal", "enroller", "--password", "pw"]),
+        (
+            {"freeipa_enroll_otp": "OTP1", "freeipa_enroll_server": "ipa1.example.com"},
+            [
+                "ipa-client-install",
+                "--unattended",
+                "--domain",
+                "example.com",
+                "--realm",
+                "EXAMPLE.COM",
+                "--hostname",
+                "gw.example.com",
+                "--server",
+                "ipa1.example.com",
+                "--mkhomedir",
+                "--password",
+                "OTP1",
+            ],
+        ),
+        (
+            {
+                "freeipa_enroll_principal": "enroller",
+                "freeipa_enroll_password": "pw",
+                "freeipa_enroll_mkhomedir": False,
+            },
+            [
+                "ipa-client-install",
+                "--unattended",
+                "--domain",
+                "example.com",
+                "--realm",
+                "EXAMPLE.COM",
+                "--hostname",
+                "gw.example.com",
+                "--principal",
+                "enroller",
+                "--password",
+                "pw",
+            ],
+        ),
     ],
     ids=["otp-with-server", "principal-discovered-server"],
 )
@@ -59,8 +93,12 @@ def test_ipa_client_install_command_line(overrides, expected):
 
 
 def test_otp_wins_over_the_principal():
-    argv = render(expr="{{ _freeipa_enroll_ipa_client_install_argv }}", freeipa_enroll_otp="OTP",
-                  freeipa_enroll_principal="p", freeipa_enroll_password="pw")
+    argv = render(
+        expr="{{ _freeipa_enroll_ipa_client_install_argv }}",
+        freeipa_enroll_otp="OTP",
+        freeipa_enroll_principal="p",
+        freeipa_enroll_password="pw",
+    )
     assert "--principal" not in argv and argv[-2:] == ["--password", "OTP"]
 
 

@@ -35,8 +35,14 @@ class FakeClient:
         raise requests.exceptions.ConnectionError("gone")
 
 
-PARAMS = {"ipa_host": "ipa.example.test", "ipa_user": "admin", "ipa_pass": "pw", "ipa_auth": "password",
-          "ipa_ca_cert": "/etc/ipa/ca.crt", "validate_certs": True}
+PARAMS = {
+    "ipa_host": "ipa.example.test",
+    "ipa_user": "admin",
+    "ipa_pass": "pw",
+    "ipa_auth": "password",
+    "ipa_ca_cert": "/etc/ipa/ca.crt",
+    "validate_certs": True,
+}
 
 
 @pytest.mark.parametrize(
@@ -78,7 +84,10 @@ def test_first_takes_the_first_of_a_list():
     ("err", "expected"),
     [
         (ipa_exc.NotFound("x: group not found", 4001), "add member to group g: NotFound: x: group not found"),
-        (ipa_exc.ValidationError("invalid 'group_name'", 3009), "add member to group g: ValidationError: invalid 'group_name'"),
+        (
+            ipa_exc.ValidationError("invalid 'group_name'", 3009),
+            "add member to group g: ValidationError: invalid 'group_name'",
+        ),
         (ipa_exc.Denied("Insufficient access", 2100), "add member to group g: ACIError: Insufficient access"),
         (ipa_exc.UnknownOption("Unknown option: foo", 3005), "add member to group g: OptionError: Unknown option: foo"),
         (ipa_exc.BadRequest("odd", 4999), "add member to group g: BadRequest: odd"),
@@ -93,7 +102,10 @@ def test_errors_name_the_action_and_the_object(err, expected):
 
 
 def test_find_returns_none_for_not_found_only():
-    assert fu.FreeIPAClient(PARAMS, client=FakeClient(raises=ipa_exc.NotFound("x", 4001))).find("read", "group_show", "x") is None
+    assert (
+        fu.FreeIPAClient(PARAMS, client=FakeClient(raises=ipa_exc.NotFound("x", 4001))).find("read", "group_show", "x")
+        is None
+    )
     with pytest.raises(fu.FreeIPAModuleError):
         fu.FreeIPAClient(PARAMS, client=FakeClient(raises=ipa_exc.Denied("no", 2100))).find("read", "group_show", "x")
 

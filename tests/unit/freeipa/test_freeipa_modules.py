@@ -7,8 +7,16 @@ import pytest
 from ansible_collections.dataplatform.dask.plugins.module_utils.freeipa import FreeIPAModuleError
 from ansible_collections.dataplatform.dask.plugins.modules import freeipa_group, freeipa_service, freeipa_sysaccount
 
-GROUP = {"name": "team", "description": None, "posix": None, "gid": None, "users": None, "groups": None,
-         "append": False, "state": "present"}
+GROUP = {
+    "name": "team",
+    "description": None,
+    "posix": None,
+    "gid": None,
+    "users": None,
+    "groups": None,
+    "append": False,
+    "state": "present",
+}
 
 
 @pytest.mark.parametrize("name", ["bad name", "", "-starts-with-dash", "a" * 300, "semi;colon", "x$y"])
@@ -32,8 +40,15 @@ def test_gid_needs_posix():
         freeipa_group.validate({**GROUP, "posix": False, "gid": 5})
 
 
-CURRENT = {"name": "team", "dn": "cn=team", "description": "d", "posix": True, "gid": 7, "users": ["alice", "bob"],
-           "groups": ["sub"]}
+CURRENT = {
+    "name": "team",
+    "dn": "cn=team",
+    "description": "d",
+    "posix": True,
+    "gid": 7,
+    "users": ["alice", "bob"],
+    "groups": ["sub"],
+}
 
 
 @pytest.mark.parametrize(
@@ -58,8 +73,15 @@ def test_desired_state_of_a_new_group_is_posix():
 
 def test_normalize_group():
     entry = {"dn": "cn=g,x", "cn": ["g"], "gidnumber": ["12"], "member_user": ["b", "a"], "description": ["D"]}
-    assert freeipa_group.normalize(entry) == {"name": "g", "dn": "cn=g,x", "description": "D", "posix": True,
-                                              "gid": 12, "users": ["a", "b"], "groups": []}
+    assert freeipa_group.normalize(entry) == {
+        "name": "g",
+        "dn": "cn=g,x",
+        "description": "D",
+        "posix": True,
+        "gid": 12,
+        "users": ["a", "b"],
+        "groups": [],
+    }
     assert freeipa_group.normalize({"dn": "cn=g", "cn": ["g"]})["posix"] is False
     assert freeipa_group.normalize(None) is None
 
@@ -82,7 +104,9 @@ def test_sysaccount_rotation_needs_a_password():
 
 def test_sysaccount_name_is_validated():
     with pytest.raises(FreeIPAModuleError, match="invalid system account name"):
-        freeipa_sysaccount.validate({"name": "bad name", "update_password": "on_create", "password": "x", "state": "present"})
+        freeipa_sysaccount.validate(
+            {"name": "bad name", "update_password": "on_create", "password": "x", "state": "present"}
+        )
 
 
 def test_sysaccount_view_never_has_the_password():
