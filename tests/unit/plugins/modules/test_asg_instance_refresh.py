@@ -203,3 +203,47 @@ def test_cancel_check_apply_check_apply(capsys):
     assert applied["instance_refresh"]["status"] == "Cancelled"
     assert run_module(asg_instance_refresh, args, capsys, check=True)["changed"] is False
     assert run_module(asg_instance_refresh, args, capsys)["changed"] is False
+
+
+def template_versions(ec2, lt):
+    return [
+        v["VersionNumber"]
+        for v in ec2.describe_launch_template_versions(LaunchTemplateId=lt["LaunchTemplateId"])[
+            "LaunchTemplateVersions"
+        ]
+    ]
+
+
+def test_new_image_makes_one_version_and_rolls_onto_it(capsys):
+    client, ec2, lt = make_fleet(size=3)
+    new_ami = image_ids(ec2, 2)[1]
+    args = {"name": GROUP, "image_id": new_ami, "preferences": {"min_healthy_percentage": 60}, **FAST}
+
+    check = run_module(asg_instance_refresh, args, capsys, check=True)
+    assert check["changed"] is True
+    assert check["target"]["number"] == 2
+    assert sorted(template_versions(ec2, lt)) == [1]
+
+    applied = run_module(asg_instance_refresh, args, capsys)
+    assert applied["changed"] is True
+    assert applied["instance_refresh"]["status"] == "Successful"
+    assert sorted(template_versions(ec2, lt)) == [1, 2]
+    assert versions(client) == ["2"]
+    assert group(client)["LaunchTemplate"]["Version"] == "2"
+    reservations = ec2.describe_instances(InstanceIds=instance_ids(client))["Reservations"]
+    assert {i["ImageId"] for r in reservations for i in r["Instances"]} == {new_ami}
+
+    assert run_module(asg_instance_refresh, args, capsys, check=True)["changed"] is False
+    again = run_module(asg_instance_refresh, args, capsys)
+    assert again["changed"] is False
+    assert again["target"]["number"] == 2
+    assert sorted(template_versions(ec2, lt)) == [1, 2]
+
+
+def test_unknown_image_fails_before_making_a_version(capsys):
+    client, ec2, lt = make_fleet(size=1)
+    result = run_module(asg_instance_refresh, {"name": GROUP, "image_id": "ami-0000000000000beef"}, capsys)
+    assert result.failed
+    assert "image ami-0000000000000beef not found" in result["msg"]
+    assert template_versions(ec2, lt) == [1]
+    assert refreshes(client) == []
