@@ -104,6 +104,18 @@ def stop_pid(pidfile: Path, name: str) -> None:
     pidfile.unlink(missing_ok=True)
 
 
+def is_local(address: str) -> bool:
+    """True if this host owns `address` (it can bind it)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((address, 0))
+        except OSError:
+            return False
+    return True
+
+
 def wait_port(host: str, port: int, timeout: float = 30.0) -> None:
     import socket
 
@@ -490,7 +502,9 @@ def start(listen: list[str], platform: bool) -> dict:
     STATE.mkdir(parents=True, exist_ok=True)
     saved = STATE / "listen.json"
     before = json.loads(saved.read_text()) if saved.exists() else []
-    listen = sorted(set(["127.0.0.1", *listen, *before]))
+    # Addresses asked for before stay (another consumer may use them) while the host still has
+    # them: a docker network that was removed and made again comes back with another gateway.
+    listen = sorted({"127.0.0.1", *listen, *(a for a in before if is_local(a))})
     if listen != before:
         if before:
             log(f"listen addresses change {before} -> {listen}: restarting")
