@@ -54,5 +54,5 @@ requirements:
   - python-freeipa >= 1.0.5
 notes:
   - The modules talk to the JSON-RPC API from wherever they run, usually the controller
-    (C(delegate_to: localhost)); the target needs no FreeIPA client.
+    (O(ignore:delegate_to=localhost)); the target needs no FreeIPA client.
 """

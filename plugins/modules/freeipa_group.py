@@ -23,7 +23,7 @@ description:
     client or server; this one needs only C(python-freeipa) where it runs, usually the
     controller.
 author:
-  - dataplatform maintainers
+  - dataplatform maintainers (@dataplatform)
 extends_documentation_fragment:
   - dataplatform.dask.freeipa
 attributes:

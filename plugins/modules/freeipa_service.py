@@ -20,7 +20,7 @@ description:
     enrolled (no C(skip_host_check)), and reports an unknown host only after it changed the
     others. This module checks the hosts first and changes nothing on bad input.
 author:
-  - dataplatform maintainers
+  - dataplatform maintainers (@dataplatform)
 extends_documentation_fragment:
   - dataplatform.dask.freeipa
 attributes:

@@ -20,7 +20,7 @@ description:
     C(freeipa.ansible_freeipa.ipasysaccount) runs C(ipalib) on an enrolled FreeIPA client or
     server; this one needs only C(python-freeipa) where it runs, usually the controller.
 author:
-  - dataplatform maintainers
+  - dataplatform maintainers (@dataplatform)
 extends_documentation_fragment:
   - dataplatform.dask.freeipa
 attributes:

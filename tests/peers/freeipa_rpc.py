@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A FreeIPA JSON-RPC peer that behaves like the real server on the calls the collection makes.
 
 Started by tests/peers/identity.py (which runs the KDC and 389-ds it writes through to):
@@ -501,13 +500,13 @@ def save_store(data: dict) -> None:
 def normalize_principal(name) -> tuple[str, str, str]:
     if not isinstance(name, str) or "/" not in name:
         raise IPAError(3009, "ValidationError", "invalid 'canonical_principal': Service principal is required")
-    base, _, realm = name.partition("@")
+    base, _at, realm = name.partition("@")
     realm = realm or REALM
     if realm != REALM:
         raise IPAError(
             3009, "ValidationError", f"invalid 'canonical_principal': realm {realm} is not the server's realm"
         )
-    service, _, host = base.partition("/")
+    service, _slash, host = base.partition("/")
     if not service or not host or "/" in host:
         raise IPAError(3009, "ValidationError", "invalid 'canonical_principal': Service principal is required")
     return f"{service}/{host.lower()}@{REALM}", service, host.lower()
@@ -559,12 +558,12 @@ def service_view(principal: str) -> dict:
 
 
 def service_show(c, args, o):
-    principal, _, _ = normalize_principal(args[0])
+    principal = normalize_principal(args[0])[0]
     return {"result": service_view(principal), "value": principal, "summary": None}
 
 
 def service_add(c, args, o):
-    principal, _, host = normalize_principal(args[0])
+    principal, _service, host = normalize_principal(args[0])
     with STORE_LOCK:
         store = load_store()
         if principal in store or DIR.principal(principal):
@@ -582,7 +581,7 @@ def service_del(c, args, o):
     with STORE_LOCK:
         store = load_store()
         for name in names:
-            principal, _, _ = normalize_principal(name)
+            principal = normalize_principal(name)[0]
             if principal not in store:
                 raise not_found(principal, "service")
             DIR.kadmin(f"delprinc -force {principal}")
@@ -592,7 +591,7 @@ def service_del(c, args, o):
 
 
 def _service_hosts(c, args, o, add: bool):
-    principal, _, _ = normalize_principal(args[0])
+    principal = normalize_principal(args[0])[0]
     failed: dict = {"managedby": {"host": []}}
     completed = 0
     with STORE_LOCK:
@@ -774,7 +773,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise IPAError(905, "CommandError", f"unknown command '{method}'")
             handler, allowed, writes = METHODS[method]
             version = options.get("version")
-            if version and str(version).split(".")[0] != API_VERSION.split(".", maxsplit=1)[0]:
+            if version and str(version).split(".", maxsplit=1)[0] != API_VERSION.split(".", maxsplit=1)[0]:
                 raise IPAError(
                     901,
                     "VersionError",
@@ -844,7 +843,7 @@ def relay(listen: str, target: str) -> None:
 
     def accept():
         while True:
-            client, _ = srv.accept()
+            client, _peer = srv.accept()
             try:
                 upstream = socket.create_connection((thost, int(tport)), timeout=10)
                 upstream.settimeout(None)

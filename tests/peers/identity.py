@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The identity test peer: an MIT KDC, 389-ds holding FreeIPA's tree, and the FreeIPA JSON-RPC peer.
 
 No FreeIPA server can be installed on these machines, so the tests, the Molecule scenarios and
@@ -95,7 +94,7 @@ def stop_pid(pidfile: Path, name: str) -> None:
     if pid:
         log(f"stopping {name} (pid {pid})")
         os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
+        for _attempt in range(100):
             try:
                 os.kill(pid, 0)
             except OSError:
@@ -330,7 +329,7 @@ def seed_tree(platform: bool) -> None:
         "cn=etc",
         "cn=sysaccounts,cn=etc",
     ]:
-        ensure_entry(conn, f"{dn},{SUFFIX}", {"objectClass": list(c), "cn": dn.split(",")[0][3:]})
+        ensure_entry(conn, f"{dn},{SUFFIX}", {"objectClass": list(c), "cn": dn.split(",", maxsplit=1)[0][3:]})
     # Authenticated binds (the sssd bind account, FreeIPA's users) read the tree, never passwords.
     readable = (
         "objectClass || cn || uid || sn || givenName || displayName || gecos || uidNumber || gidNumber || "
