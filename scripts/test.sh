@@ -15,6 +15,9 @@ for p in "${phases[@]}"; do
   took[$p]=$(( $(date +%s) - start ))
   echo "################ phase $p: ${result[$p]} in ${took[$p]} s ################"
 done
+# Scenarios share the `molecule` docker network; remove it once no scenario uses it.
+docker network rm molecule >/dev/null 2>&1 || true
+
 echo
 echo "phase        result   seconds"
 passed=0; failed=0
