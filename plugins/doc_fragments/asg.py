@@ -27,6 +27,10 @@ attributes:
     support: full
     description:
       - Returns C(diff.before) and C(diff.after) with the fields the module manages.
+  platform:
+    support: full
+    platforms: aws
+    description: Runs on the controller against the AWS API.
 notes:
   - AWS calls are retried with jittered exponential backoff on throttling and on
     C(ScalingActivityInProgress)/C(ResourceContention).

@@ -23,7 +23,7 @@ description:
     process; and every update also calls C(DisableMetricsCollection). This module touches the sizes
     and the processes named and nothing else. Use M(amazon.aws.autoscaling_group) to create the group."
 author:
-  - dataplatform.dask contributors
+  - dataplatform maintainers (@dataplatform)
 options:
   min_size:
     description:
@@ -62,7 +62,6 @@ options:
 extends_documentation_fragment:
   - dataplatform.dask.asg
   - dataplatform.dask.asg.WAIT
-  - ansible.builtin.action_common_attributes
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
@@ -157,7 +156,7 @@ def compute_sizes(current, wanted):
 
     Returns (target, error): the sizes the group will have, or an error naming what to fix.
     """
-    target = {key: current[key] for key, _ in SIZE_KEYS}
+    target = {key: current[key] for key, _api in SIZE_KEYS}
     target.update({k: v for k, v in wanted.items() if v is not None})
     if wanted.get("desired_capacity") is None:
         # AWS moves the desired capacity into new bounds by itself.
@@ -222,7 +221,7 @@ def ensure_processes(module, client, name, *, current, suspend, resume, check_mo
 def run(module):
     params = module.params
     name = params["name"]
-    wanted = {key: params[key] for key, _ in SIZE_KEYS}
+    wanted = {key: params[key] for key, _api in SIZE_KEYS}
     client = asg.asg_client(module)
     group = asg.get_group(module, client, name)
     before = asg.capacity_view(group)

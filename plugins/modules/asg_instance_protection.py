@@ -22,7 +22,7 @@ description:
     id is therefore an attach attempt, not an error. AWS itself accepts an id of another group only
     to fail part way. This module only ever changes protection."
 author:
-  - dataplatform.dask contributors
+  - dataplatform maintainers (@dataplatform)
 options:
   instance_ids:
     description:
@@ -37,7 +37,6 @@ options:
     required: true
 extends_documentation_fragment:
   - dataplatform.dask.asg
-  - ansible.builtin.action_common_attributes
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3

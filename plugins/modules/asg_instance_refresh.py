@@ -26,7 +26,7 @@ description:
     predicts C(changed=true) for cancelling a finished refresh; a refresh already running is retried
     with backoff on C(InstanceRefreshInProgress) instead of being refused."
 author:
-  - dataplatform.dask contributors
+  - dataplatform maintainers (@dataplatform)
 options:
   state:
     description:
@@ -113,7 +113,6 @@ options:
 extends_documentation_fragment:
   - dataplatform.dask.asg
   - dataplatform.dask.asg.WAIT
-  - ansible.builtin.action_common_attributes
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3

@@ -25,7 +25,7 @@ description:
     hook or the instance state first and reports failures without the group or instance."
   - Create the hook itself with M(community.aws.autoscaling_lifecycle_hook).
 author:
-  - dataplatform.dask contributors
+  - dataplatform maintainers (@dataplatform)
 options:
   lifecycle_hook_name:
     description: Name of the lifecycle hook holding the instances.
@@ -45,7 +45,6 @@ options:
     default: CONTINUE
 extends_documentation_fragment:
   - dataplatform.dask.asg
-  - ansible.builtin.action_common_attributes
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3

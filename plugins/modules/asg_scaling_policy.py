@@ -23,7 +23,7 @@ description:
     reported changed and rewritten on every run. The alarm must also carry the policy ARN, which
     the two modules can only pass between tasks after a real run."
 author:
-  - dataplatform.dask contributors
+  - dataplatform maintainers (@dataplatform)
 options:
   policy_name:
     description: Name of the scaling policy.
@@ -95,7 +95,6 @@ options:
         type: dict
 extends_documentation_fragment:
   - dataplatform.dask.asg
-  - ansible.builtin.action_common_attributes
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3

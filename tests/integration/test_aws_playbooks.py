@@ -90,7 +90,7 @@ def run(moto: MotoServer, *args: str, check: bool = False, extra: dict | None = 
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     try:
         # The JSON document is the callback's; anything an aggregate callback prints follows it.
-        result, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{") :])
+        result, _end = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{") :])
     except (ValueError, json.JSONDecodeError):
         pytest.fail(f"no JSON from {' '.join(args)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     result["rc"] = proc.returncode

@@ -85,7 +85,7 @@ def _template_of(group, spec=None):
 def _instance_version(state):
     number = getattr(state, "_dp_lt_version", None)
     if number is None:
-        _, number = _template_of(state.auto_scaling_group)
+        number = _template_of(state.auto_scaling_group)[1]
     return number
 
 
@@ -97,7 +97,7 @@ _orig_replace = _models.FakeAutoScalingGroup.replace_autoscaling_group_instances
 def _replace_instances(self, count_needed, propagated_tags):
     before = {id(s) for s in self.instance_states}
     _orig_replace(self, count_needed, propagated_tags)
-    _, number = _template_of(self)
+    number = _template_of(self)[1]
     template_id = self.ec2_launch_template.id if self.ec2_launch_template else None
     for state in self.instance_states:
         if id(state) not in before:

@@ -29,7 +29,7 @@ def test_python_and_core_versions_follow_requirements():
     deps = ee["dependencies"]
     assert deps["ansible_core"]["package_pip"] == f"ansible-core=={wanted['ansible-core']}"
     for spec in deps["python"]:
-        name, _, version = spec.partition("==")
+        name, _sep, version = spec.partition("==")
         if version:
             assert wanted[name.lower()] == version, f"{name}: EE {version}, requirements/dev.txt {wanted[name.lower()]}"
 

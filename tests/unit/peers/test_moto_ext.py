@@ -37,14 +37,14 @@ def test_refresh_batches_follow_min_healthy_and_checkpoints():
         Preferences={"MinHealthyPercentage": 75, "SkipMatching": True, "CheckpointPercentages": [50, 100]},
     )
     seen = []
-    for _ in range(20):
+    for _attempt in range(20):
         refresh = poll(client)
         seen.append((refresh["Status"], refresh["PercentageComplete"], refresh.get("StatusReason", "")))
         if refresh["Status"] == "Successful":
             break
     # One instance per batch (75 % of 4 must stay healthy) and one pause at the 50 % checkpoint.
-    assert [p for s, p, _ in seen if s == "InProgress"] == [0, 25, 50, 50, 75, 100]
-    assert any("checkpoint at 50%" in r for _, _, r in seen)
+    assert [p for s, p, _reason in seen if s == "InProgress"] == [0, 25, 50, 50, 75, 100]
+    assert any("checkpoint at 50%" in r for _status, _percent, r in seen)
     assert seen[-1][:2] == ("Successful", 100)
     assert {i["LaunchTemplate"]["Version"] for i in group(client)["Instances"]} == {str(version)}
 
@@ -65,7 +65,7 @@ def test_protected_instances_are_skipped_unless_asked():
 
 
 def test_second_start_and_bad_cancel_are_errors():
-    client, _, _ = make_fleet(size=1)
+    client, _ec2, _lt = make_fleet(size=1)
     with pytest.raises(ClientError, match="ActiveInstanceRefreshNotFound"):
         client.cancel_instance_refresh(AutoScalingGroupName=GROUP)
     client.start_instance_refresh(AutoScalingGroupName=GROUP)
@@ -104,7 +104,7 @@ def test_lifecycle_action_validation_and_heartbeat():
 
 
 def test_disable_metrics_collection():
-    client, _, _ = make_fleet(size=1)
+    client, _ec2, _lt = make_fleet(size=1)
     client.enable_metrics_collection(
         AutoScalingGroupName=GROUP, Granularity="1Minute", Metrics=["GroupMinSize", "GroupMaxSize"]
     )

@@ -51,14 +51,14 @@ def test_compute_sizes_follows_aws_clamping(wanted, expected):
 
 def test_partial_change_is_checked_against_current_sizes():
     current = {"min_size": 1, "max_size": 20, "desired_capacity": 4}
-    _, error = asg_capacity.compute_sizes(current, {"min_size": None, "max_size": None, "desired_capacity": 25})
+    _target, error = asg_capacity.compute_sizes(current, {"min_size": None, "max_size": None, "desired_capacity": 25})
     assert "desired_capacity=25 is above max_size=20" in error
     assert "the group now has min_size=1, max_size=20, desired_capacity=4" in error
 
 
 @pytest.mark.parametrize("check", [True, False])
 def test_resize_check_then_apply_then_idempotent(capsys, check):
-    client, _, _ = make_fleet(size=4)
+    client, _ec2, _lt = make_fleet(size=4)
     args = {"name": GROUP, "min_size": 5, "max_size": 20, "desired_capacity": 6}
     first = run_module(asg_capacity, args, capsys, check=check, diff=True)
     assert first["changed"] is True
@@ -84,7 +84,7 @@ def test_resize_check_then_apply_then_idempotent(capsys, check):
     ],
 )
 def test_bad_input_fails_and_changes_nothing(capsys, args, fragment):
-    client, _, _ = make_fleet(size=4)
+    client, _ec2, _lt = make_fleet(size=4)
     before = group(client)
     result = run_module(asg_capacity, {"name": GROUP, **args}, capsys)
     assert result.failed
@@ -107,7 +107,7 @@ def test_unknown_group_fails_with_its_name(capsys):
 
 @pytest.mark.parametrize("check", [True, False])
 def test_suspend_and_resume_only_named_processes(capsys, check):
-    client, _, _ = make_fleet(size=2)
+    client, _ec2, _lt = make_fleet(size=2)
     client.suspend_processes(AutoScalingGroupName=GROUP, ScalingProcesses=["ScheduledActions"])
     args = {"name": GROUP, "suspend_processes": ["AlarmNotification", "AZRebalance"]}
     result = run_module(asg_capacity, args, capsys, check=check, diff=True)
@@ -130,7 +130,7 @@ def test_suspend_and_resume_only_named_processes(capsys, check):
 
 
 def test_wait_for_in_service(capsys):
-    client, _, _ = make_fleet(size=2)
+    client, _ec2, _lt = make_fleet(size=2)
     result = run_module(
         asg_capacity,
         {"name": GROUP, "desired_capacity": 5, "wait": True, "wait_timeout": 10, "wait_delay": 1},

@@ -33,7 +33,7 @@ def test_compute_protection_names_unknown_ids():
 
 @pytest.mark.parametrize("check", [True, False])
 def test_protect_two_of_four(capsys, check):
-    client, _, _ = make_fleet(size=4)
+    client, _ec2, _lt = make_fleet(size=4)
     ids = instance_ids(client)
     args = {"name": GROUP, "instance_ids": ids[:2], "protected": True}
     result = run_module(asg_instance_protection, args, capsys, check=check, diff=True)
@@ -52,7 +52,7 @@ def test_protect_two_of_four(capsys, check):
 
 
 def test_unknown_instance_id_fails_and_protects_nothing(capsys):
-    client, _, _ = make_fleet(size=2)
+    client, _ec2, _lt = make_fleet(size=2)
     ids = instance_ids(client)
     result = run_module(
         asg_instance_protection,

@@ -102,7 +102,7 @@ def test_refresh_to_new_version_check_apply_check_apply(capsys):
 
 
 def test_force_starts_even_when_up_to_date(capsys):
-    client, _, _ = make_fleet(size=2)
+    client, _ec2, _lt = make_fleet(size=2)
     args = {"name": GROUP, "force": True, **FAST}
     result = run_module(asg_instance_refresh, args, capsys)
     assert result["changed"] is True
@@ -131,7 +131,7 @@ def test_refuses_when_a_refresh_is_running(capsys, check):
     ],
 )
 def test_bad_target_fails_without_starting(capsys, launch_template, fragment):
-    client, _, lt = make_fleet(size=2)
+    client, _ec2, lt = make_fleet(size=2)
     if launch_template is None:
         version = "9" if "version 9" in fragment else "newest"
         launch_template = {"id": lt["LaunchTemplateId"], "version": version}
@@ -177,7 +177,7 @@ def test_wait_times_out_while_workers_are_held_and_leaves_refresh_running(capsys
 
 
 def test_failed_refresh_is_reported_with_reason(capsys):
-    _, ec2, lt = make_fleet(size=2)
+    _client, ec2, lt = make_fleet(size=2)
     version = new_version(ec2, lt, "ami-00000000000000000")
     result = run_module(
         asg_instance_refresh,
@@ -191,7 +191,7 @@ def test_failed_refresh_is_reported_with_reason(capsys):
 
 
 def test_cancel_check_apply_check_apply(capsys):
-    client, _, _ = make_fleet(size=4, hook=True)
+    client, _ec2, _lt = make_fleet(size=4, hook=True)
     running = client.start_instance_refresh(AutoScalingGroupName=GROUP)["InstanceRefreshId"]
     args = {"name": GROUP, "state": "cancelled", **FAST}
     check = run_module(asg_instance_refresh, args, capsys, check=True, diff=True)

@@ -24,7 +24,7 @@ def hold_two_for_retirement(client, ec2, lt):
         DesiredConfiguration={"LaunchTemplate": {"LaunchTemplateId": lt["LaunchTemplateId"], "Version": str(version)}},
         Preferences={"MinHealthyPercentage": 50, "SkipMatching": True},
     )
-    for _ in range(2):
+    for _attempt in range(2):
         client.describe_instance_refreshes(AutoScalingGroupName=GROUP)
     waiting = instance_ids(client, state="Terminating:Wait")
     assert len(waiting) == 2
@@ -98,7 +98,7 @@ def test_in_service_and_unknown_instances_are_refused_before_any_completion(caps
 
 
 def test_unknown_hook(capsys):
-    client, _, _ = make_fleet(size=1, hook=True)
+    client, _ec2, _lt = make_fleet(size=1, hook=True)
     result = run_module(
         asg_lifecycle_action,
         {"name": GROUP, "lifecycle_hook_name": "other", "instance_ids": instance_ids(client)},

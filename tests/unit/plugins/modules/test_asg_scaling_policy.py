@@ -49,7 +49,7 @@ def test_validate_alarms(alarm_list, fragment):
 
 
 def test_up_and_down_policies_check_apply_check_apply(capsys):
-    client, _, _ = make_fleet(size=2)
+    client, _ec2, _lt = make_fleet(size=2)
     up = {"name": GROUP, "policy_name": "up", "scaling_adjustment": 2, "cooldown": 300, "alarms": UP}
     down = {"name": GROUP, "policy_name": "down", "scaling_adjustment": -1, "cooldown": 300, "alarms": [DOWN]}
     for args, names in ((up, ["dask-cpu-high", "dask-queue-high"]), (down, ["dask-idle"])):
@@ -87,7 +87,7 @@ def test_changed_threshold_is_updated_alone(capsys):
 
 
 def test_absent_removes_alarms_and_policy(capsys):
-    client, _, _ = make_fleet(size=1)
+    client, _ec2, _lt = make_fleet(size=1)
     args = {"name": GROUP, "policy_name": "up", "scaling_adjustment": 1, "alarms": UP}
     run_module(asg_scaling_policy, args, capsys)
     gone = dict(args, state="absent")
@@ -109,7 +109,7 @@ def test_absent_removes_alarms_and_policy(capsys):
     ],
 )
 def test_bad_input_changes_nothing(capsys, args, fragment):
-    client, _, _ = make_fleet(size=1)
+    client, _ec2, _lt = make_fleet(size=1)
     result = run_module(asg_scaling_policy, {"name": GROUP, "policy_name": "up", **args}, capsys)
     assert result.failed
     assert fragment in result["msg"]
