@@ -15,8 +15,10 @@ for p in "${phases[@]}"; do
   took[$p]=$(( $(date +%s) - start ))
   echo "################ phase $p: ${result[$p]} in ${took[$p]} s ################"
 done
-# Scenarios share the `molecule` docker network; remove it once no scenario uses it.
+# Leave nothing behind: test containers, the shared `molecule` network, the identity peers.
+docker ps -aq --filter label=owner=molecule | xargs -r docker rm -f >/dev/null 2>&1 || true
 docker network rm molecule >/dev/null 2>&1 || true
+[ -f tests/peers/identity.py ] && .venv/bin/python tests/peers/identity.py stop >/dev/null 2>&1 || true
 
 echo
 echo "phase        result   seconds"
