@@ -57,7 +57,9 @@ def test_cli_names_the_mismatching_package(tmp_path):
     have = metadata.version("distributed")
     lock = tmp_path / "l.lock"
     lock.write_text(f"distributed==0.0.1\npytest=={metadata.version('pytest')}\n")
-    out = subprocess.run([sys.executable, str(SCRIPT), "--lock", str(lock)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--lock", str(lock)], capture_output=True, text=True, check=False
+    )
     assert out.returncode == 1
     assert f"MISMATCH distributed: lock 0.0.1, installed {have}" in out.stdout
 
@@ -65,11 +67,11 @@ def test_cli_names_the_mismatching_package(tmp_path):
 def test_cli_ok_and_unreadable_lock(tmp_path):
     lock = tmp_path / "l.lock"
     lock.write_text(f"pytest=={metadata.version('pytest')}\n")
-    ok = subprocess.run([sys.executable, str(SCRIPT), "--lock", str(lock)], capture_output=True, text=True)
+    ok = subprocess.run([sys.executable, str(SCRIPT), "--lock", str(lock)], capture_output=True, text=True, check=False)
     assert ok.returncode == 0
     assert "OK: all 1 locked packages match" in ok.stdout
     missing = subprocess.run(
-        [sys.executable, str(SCRIPT), "--lock", str(tmp_path / "nope")], capture_output=True, text=True
+        [sys.executable, str(SCRIPT), "--lock", str(tmp_path / "nope")], capture_output=True, text=True, check=False
     )
     assert missing.returncode == 2
     assert "cannot read the lock" in missing.stderr
