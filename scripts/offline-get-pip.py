@@ -30,4 +30,4 @@ args = [a for a in sys.argv[1:] if a not in GET_PIP_ONLY]
 cert = ca_bundle()
 if cert:
     args = ["--cert", cert, *args]
-sys.exit(subprocess.call([sys.executable, "-m", "pip", "install", *args]))
+sys.exit(subprocess.call([sys.executable, "-m", "pip", "install", *args]))  # noqa: S603 - our own interpreter

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Tell a Dask client exactly which packages differ from the platform's lock.
 
 Version drift between a client and the cluster's workers is the most common Dask
@@ -15,6 +14,7 @@ mismatch is printed), 2 when the lock cannot be read.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from importlib import metadata
@@ -58,7 +58,13 @@ def compare(pins: dict[str, str], installed: dict[str, str]) -> list[tuple[str, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--lock", required=True, help="the platform's dask-env lock file")
+    default_lock = os.environ.get("DASK_ENV_LOCK")
+    parser.add_argument(
+        "--lock",
+        required=default_lock is None,
+        default=default_lock,
+        help="the platform's dask-env lock file (default: $DASK_ENV_LOCK)",
+    )
     parser.add_argument("--only-critical", action="store_true", help="ignore differences in non-critical packages")
     args = parser.parse_args(argv)
     try:

@@ -132,7 +132,7 @@ def my_workers(info: dict, name: str) -> list[str]:
 
 def retire(name: str, timeout: float) -> int:
     try:
-        address, _ = resolve_address()
+        address = resolve_address()[0]
     except NoAddress as exc:
         print(f"dask-worker retire: {exc}; nothing to retire to", file=sys.stderr)
         return 0
