@@ -115,7 +115,7 @@ def test_scheduler_host_publishes_the_shared_dask_metrics(tmp_path: Path) -> Non
     assert job["job_name"] == "dask-scheduler"
     assert job["scheme"] == "https"
     assert job["static_configs"] == [{"targets": ["127.0.0.1:8787"], "labels": {"ClusterName": "prod"}}]
-    assert job["tls_config"] == {"ca_file": "/etc/dask/tls/ca.pem", "server_name": "scheduler.dask.example.internal"}
+    assert job["tls_config"] == {"ca_file": "/etc/dask/tls/ca.crt", "server_name": "scheduler.dask.example.internal"}
     renames = {
         r["replacement"]: r["regex"] for r in job["metric_relabel_configs"] if r.get("target_label") == "__name__"
     }
