@@ -1,0 +1,57 @@
+# Copyright: (c) 2026, dataplatform.dask contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Apply the gateway settings file (written by the role from its variables) to a traitlets config.
+
+The rendered dask_gateway_config.py is two lines that call ``configure(c, path)``: operators set
+role variables, never Python.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def load(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_keys(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def configure(c, path: str) -> dict:
+    s = load(path)
+    gw = s["gateway"]
+    c.DaskGateway.address = gw["api_address"]
+    c.DaskGateway.log_level = gw.get("log_level", "INFO")
+    c.DaskGateway.authenticator_class = "dataplatform_gateway.auth.FreeIPAAuthenticator"
+    c.DaskGateway.backend_class = gw.get("backend_class", "dataplatform_gateway.backend.PlatformLocalBackend")
+
+    c.Proxy.address = gw["address"]
+    c.Proxy.tcp_address = gw["tcp_address"]
+    c.Proxy.log_level = gw.get("proxy_log_level", "warn")
+    if gw.get("tls_cert"):
+        c.Proxy.tls_cert = gw["tls_cert"]
+        c.Proxy.tls_key = gw["tls_key"]
+
+    c.FreeIPAAuthenticator.auth_settings = s["auth"]
+    c.FreeIPAAuthenticator.policy_settings = s["policy"]
+
+    backend = c[c.DaskGateway.backend_class.rsplit(".", 1)[1]]
+    backend.policy_settings = s["policy"]
+    backend.db_url = gw["db_url"]
+    backend.db_encrypt_keys = read_keys(gw["encrypt_keys_file"])
+    # Clusters outlive a restart of the gateway: it finds them again in the database.
+    backend.stop_clusters_on_shutdown = False
+    backend.clusters_directory = gw["clusters_directory"]
+    backend.cluster_status_period = float(gw.get("status_period", 30))
+    backend.worker_status_period = float(gw.get("status_period", 30))
+    backend.cluster_heartbeat_period = int(gw.get("heartbeat_period", 15))
+    backend.min_uid = int(gw.get("min_uid", 1000))
+
+    c.ClusterConfig.scheduler_cmd = [gw["dask_command"], "scheduler"]
+    c.ClusterConfig.worker_cmd = [gw["dask_command"], "worker"]
+    c.ClusterConfig.idle_timeout = float(s["policy"].get("idle_timeout", 7200))
+    return s

@@ -1,0 +1,64 @@
+"""The settings file (from role variables) becomes the gateway's traitlets configuration."""
+
+from __future__ import annotations
+
+import json
+
+from dataplatform_gateway.config import configure
+from traitlets.config import Config
+
+
+def settings(tmp_path):
+    keys = tmp_path / "keys"
+    keys.write_text("a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U=\n")
+    s = {
+        "gateway": {
+            "address": "0.0.0.0:8000",
+            "tcp_address": "0.0.0.0:8786",
+            "api_address": "127.0.0.1:8001",
+            "tls_cert": "/etc/dask/tls/node.crt",
+            "tls_key": "/etc/dask/tls/node.key",
+            "db_url": "sqlite:////var/lib/dask-gateway/gateway.sqlite",
+            "encrypt_keys_file": str(keys),
+            "clusters_directory": "/var/lib/dask-gateway/clusters",
+            "dask_command": "/opt/dask/venv-2026.8.0/bin/dask",
+        },
+        "auth": {
+            "realm": "DATAPLATFORM.TEST",
+            "uri": "ldap://x",
+            "suffix": "dc=x",
+            "bind_dn": "uid=s",
+            "cache_ttl": 60,
+        },
+        "policy": {"idle_timeout": 7200, "fleet_cores": 16},
+    }
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(s))
+    return str(path)
+
+
+def test_configure_pins_commands_state_and_tls(tmp_path):
+    c = Config()
+    configure(c, settings(tmp_path))
+    assert c.ClusterConfig.scheduler_cmd == ["/opt/dask/venv-2026.8.0/bin/dask", "scheduler"]
+    assert c.ClusterConfig.worker_cmd == ["/opt/dask/venv-2026.8.0/bin/dask", "worker"]
+    assert c.ClusterConfig.idle_timeout == 7200
+    assert c.DaskGateway.address == "127.0.0.1:8001"  # fixed: clusters find the gateway again after a restart
+    assert c.DaskGateway.authenticator_class == "dataplatform_gateway.auth.FreeIPAAuthenticator"
+    assert c.Proxy.tls_cert == "/etc/dask/tls/node.crt"
+    b = c.PlatformLocalBackend
+    assert b.stop_clusters_on_shutdown is False
+    assert b.db_url.startswith("sqlite:////var/lib/dask-gateway/")
+    assert b.db_encrypt_keys == ["a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U="]
+    assert c.FreeIPAAuthenticator.auth_settings["realm"] == "DATAPLATFORM.TEST"
+
+
+def test_the_backend_accepts_the_configuration(tmp_path):
+    from dataplatform_gateway.backend import PlatformLocalBackend
+
+    c = Config()
+    configure(c, settings(tmp_path))
+    b = PlatformLocalBackend(config=c)
+    assert b.stop_clusters_on_shutdown is False
+    assert b.policy.user_max_cores == 4
+    assert b.clusters_directory == "/var/lib/dask-gateway/clusters"
