@@ -17,6 +17,10 @@ case "${1:-up}" in
     scripts/dockerd.sh start
     phase "base images"; scripts/build-images.sh; done_phase
     phase "containers and converge (playbooks/dask_cluster.yml)"
+    # A second `make demo` reuses running containers; stale state without them is cleared.
+    if ! docker inspect dask-scheduler >/dev/null 2>&1; then
+      molecule destroy -s cluster >/dev/null 2>&1 || true
+    fi
     molecule create -s cluster >/dev/null
     molecule converge -s cluster | tail -12
     done_phase
