@@ -17,7 +17,7 @@ from dask_gateway_server.backends.base import Backend, PublicException
 from dask_gateway_server.backends.local import LocalBackend
 from dask_gateway_server.models import ClusterStatus
 from dask_gateway_server.options import Float, Integer, Options
-from traitlets import Dict, default
+from traitlets import Bool, Dict, default
 from traitlets import Integer as IntegerTrait
 
 from .policy import CURRENT_USER, Policy, Refused, cluster_cores
@@ -48,6 +48,17 @@ class PolicyBackendMixin(Backend):
         if getattr(self, "_dp_targets", None) is None:
             self._dp_targets = {}
         return self._dp_targets
+
+    dashboards_behind_auth = Bool(
+        True, help="Serve dashboards only to their owner (and admins), through the gateway.", config=True
+    )
+
+    async def setup(self, app):
+        await super().setup(app)
+        if self.dashboards_behind_auth:
+            from . import dashboards
+
+            dashboards.install(self, app)
 
     @default("cluster_options")
     def _default_cluster_options(self):

@@ -41,6 +41,8 @@ def configure(c, path: str) -> dict:
 
     backend = c[c.DaskGateway.backend_class.rsplit(".", 1)[1]]
     backend.policy_settings = s["policy"]
+    # Local clusters heartbeat to the private API (no TLS to trust, no proxy hop).
+    backend.api_url = gw.get("api_url") or f"http://{gw['api_address']}/api"
     backend.db_url = gw["db_url"]
     backend.db_encrypt_keys = read_keys(gw["encrypt_keys_file"])
     # Clusters outlive a restart of the gateway: it finds them again in the database.

@@ -1,0 +1,196 @@
+"""Behaviour of the gateway: FreeIPA logins both ways, clusters as the user's uid, quotas,
+admins, refusals, a restart that keeps clusters, idle culling. Users come from the identity peer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+HOST = "dask-gateway"
+FQDN = "dask-gateway.dataplatform.test"
+URL = f"https://{FQDN}:8000"
+CA = "/etc/dask/tls/ca.crt"
+PY = "/opt/dask/current/bin/python"
+CHECKS = "/root/gateway_checks.py"
+HERE = Path(__file__).resolve().parent
+PASSWORDS = {"alice": "Alice-Secret123", "bob": "Bob-Secret123", "carol": "Carol-Secret123", "dave": "Dave-Secret123"}
+ALICE_UID = 1101
+
+
+def sh(cmd: str, stdin: str | None = None, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    res = subprocess.run(
+        ["docker", "exec", "-i", HOST, "sh", "-c", cmd],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and res.returncode != 0:
+        raise AssertionError(f"{cmd} -> {res.returncode}: {res.stdout} {res.stderr}")
+    return res
+
+
+def kinit(user: str) -> str:
+    cache = f"/tmp/krb5cc_test_{user}"
+    sh(f"KRB5CCNAME=FILE:{cache} kinit {user}", stdin=PASSWORDS[user] + "\n")
+    return cache
+
+
+def checks(action: str, user: str, *args: str, auth: str = "basic", cache: str = "") -> dict:
+    env = f"SSL_CERT_FILE={CA} KRB5CCNAME=FILE:{cache} " if cache else f"SSL_CERT_FILE={CA} "
+    cmd = f"cd /tmp && {env}{PY} {CHECKS} {action} {auth} {user} '{PASSWORDS.get(user, '')}' " + " ".join(args)
+    out = sh(cmd).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def curl(args: str) -> tuple[int, str]:
+    res = sh(f"curl -s --cacert {CA} -o /tmp/body -w '%{{http_code}}' {args}; echo; cat /tmp/body", check=False)
+    code, _, body = res.stdout.partition("\n")
+    return int(code or 0), body
+
+
+@pytest.fixture(scope="module", autouse=True)
+def client_script() -> None:
+    subprocess.run(["docker", "cp", str(HERE / "gateway_checks.py"), f"{HOST}:{CHECKS}"], check=True)
+
+
+def test_service_is_hardened_root_with_private_state() -> None:
+    assert sh("systemctl is-active dask-gateway").stdout.strip() == "active"
+    props = sh(
+        "systemctl show dask-gateway -p User -p NoNewPrivileges -p ProtectSystem -p ProtectHome -p KillMode"
+    ).stdout
+    assert "NoNewPrivileges=yes" in props
+    assert "ProtectSystem=strict" in props
+    assert "KillMode=process" in props
+    assert sh("stat -c '%a %U' /var/lib/dask-gateway/encrypt-keys /etc/dask-gateway/ldap-bind-password").stdout.split(
+        "\n"
+    )[:2] == [
+        "600 root",
+        "600 root",
+    ]
+    # The public endpoint is TLS only: plain HTTP on it gets no API answer.
+    assert sh(f"curl -s -o /dev/null -w '%{{http_code}}' http://{FQDN}:8000/api/health", check=False).stdout != "200"
+    assert curl(f"{URL}/api/health")[0] == 200
+
+
+def test_wrong_or_empty_password_gets_401() -> None:
+    code, _ = curl(f"-u alice:wrong {URL}/api/v1/clusters/")
+    assert code == 401
+    code, _ = curl(f"-u alice: {URL}/api/v1/clusters/")
+    assert code == 401
+    headers = sh(f"curl -s -D - -o /dev/null --cacert {CA} {URL}/api/v1/clusters/").stdout
+    assert "WWW-Authenticate: Negotiate" in headers
+    assert 'WWW-Authenticate: Basic realm="dask-gateway"' in headers
+
+
+def test_carol_is_refused_with_the_reason() -> None:
+    code, body = curl(f"-u carol:{PASSWORDS['carol']} {URL}/api/v1/clusters/")
+    assert code == 403
+    assert "none of the Dask platform groups" in body
+
+
+def test_spnego_with_a_ticket_and_without() -> None:
+    cache = kinit("alice")
+    negotiate = f"curl -s --negotiate -u : --cacert {CA} -o /dev/null -w '%{{http_code}}' {URL}/api/v1/clusters/"
+    assert sh(f"KRB5CCNAME=FILE:{cache} {negotiate}").stdout == "200"
+    assert sh(f"KRB5CCNAME=FILE:/tmp/no-ticket {negotiate}").stdout == "401"
+
+
+def test_alice_with_a_ticket_runs_a_cluster_as_her_uid() -> None:
+    cache = kinit("alice")
+    out = checks("session", "alice", "2", auth="default", cache=cache)  # Gateway() with no arguments
+    assert out["workers"] == 2
+    assert out["array_sum"] == out["array_expected"]
+    assert out["squares"] == sum(i * i for i in range(100))
+    assert out["scheduler"]["uid"] == ALICE_UID
+    assert [w["uid"] for w in out["workers"]] == [ALICE_UID, ALICE_UID]
+    data_engineers = int(sh("getent group data_engineers | cut -d: -f3").stdout)
+    assert data_engineers in out["scheduler"]["groups"]  # sssd groups, through getgrouplist
+    assert 0 not in out["scheduler"]["groups"]
+
+
+def test_alice_with_her_password_runs_a_cluster() -> None:
+    out = checks("session", "alice", "2")
+    assert out["workers"] == 2
+    assert out["array_sum"] == out["array_expected"]
+    assert {w["uid"] for w in out["workers"]} == {ALICE_UID}
+    assert out["dashboard_status"] == {"owner": 200, "anonymous": 401, "other": 403}
+    wd = out["scheduler"]["cwd"]
+    assert wd.startswith("/var/lib/dask-gateway/clusters/")
+    assert sh("stat -c '%U %G' /").stdout.strip() == "root root"
+
+
+def test_bob_beyond_his_quota_is_refused_or_capped() -> None:
+    out = checks("new", "bob", "worker_cores=2")
+    assert "data_analysts quota of 1 cores per worker" in out["error"]
+    out = checks("new", "bob")
+    name = out["cluster"]
+    scaled = checks("scale", "bob", name, "5")
+    assert any("resource limit of 1 workers" in w for w in scaled["warnings"]), scaled
+    checks("stop", "bob", name)
+
+
+def test_users_see_only_their_clusters_and_admins_all() -> None:
+    bobs = checks("new", "bob")["cluster"]
+    alices = checks("new", "alice")["cluster"]
+    try:
+        mine = checks("list", "alice")["clusters"]
+        assert alices in mine
+        assert bobs not in mine
+        refused = checks("stop", "alice", bobs)
+        assert refused["ok"] is False
+        assert "lacks permissions" in refused["error"]
+        everyone = checks("list", "dave")["clusters"]
+        assert {alices, bobs} <= set(everyone)
+        assert checks("stop", "dave", bobs)["ok"] is True
+        deadline = time.time() + 60
+        while bobs in checks("list", "bob")["clusters"] and time.time() < deadline:
+            time.sleep(2)
+        assert bobs not in checks("list", "bob")["clusters"]
+    finally:
+        checks("stop", "alice", alices)
+        checks("stop", "dave", bobs)
+
+
+def test_the_third_cluster_of_a_user_is_refused() -> None:
+    names = [checks("new", "alice")["cluster"] for _ in range(2)]
+    try:
+        out = checks("new", "alice")
+        assert "quota is 2 clusters per user" in out["error"]
+    finally:
+        for n in names:
+            checks("stop", "alice", n)
+
+
+def test_a_restart_keeps_alices_cluster() -> None:
+    out = checks("session", "alice", "1", "keep")
+    name = out["cluster"]
+    pid = sh(f"pgrep -u {ALICE_UID} -f 'dask scheduler' | head -1").stdout.strip()
+    try:
+        sh("systemctl restart dask-gateway")
+        deadline = time.time() + 60
+        while curl(f"{URL}/api/health")[0] != 200 and time.time() < deadline:
+            time.sleep(1)
+        assert checks("list", "alice")["clusters"].get(name) == "RUNNING"
+        again = checks("compute", "alice", name)
+        assert again["array_sum"] == again["array_expected"]
+        assert again["scheduler"]["uid"] == ALICE_UID
+        assert sh(f"pgrep -u {ALICE_UID} -f 'dask scheduler' | head -1").stdout.strip() == pid
+    finally:
+        checks("stop", "alice", name)
+
+
+def test_an_idle_cluster_is_culled() -> None:
+    # The scenario sets dask_gateway_idle_timeout: 40.
+    name = checks("new", "alice")["cluster"]
+    deadline = time.time() + 150
+    while time.time() < deadline:
+        if name not in checks("list", "alice")["clusters"]:
+            break
+        time.sleep(5)
+    assert name not in checks("list", "alice")["clusters"]
