@@ -20,7 +20,7 @@ from dask_gateway import BasicAuth, Gateway
 
 def gateway(auth: str, user: str, password: str) -> Gateway:
     if auth == "default":
-        return Gateway()  # address, proxy address and Kerberos auth from /etc/dask/gateway.yaml
+        return Gateway()  # address, proxy address and Kerberos auth from gateway.yaml
     return Gateway(auth=BasicAuth(user, password))
 
 

@@ -13,9 +13,9 @@ import pytest
 HOST = "dask-gateway"
 FQDN = "dask-gateway.dataplatform.test"
 URL = f"https://{FQDN}:8000"
-CA = "/etc/dask/tls/ca.crt"
+CA = "/tmp/dataplatform-ca.crt"  # a copy of /etc/dask/tls/ca.crt that users can read
 PY = "/opt/dask/current/bin/python"
-CHECKS = "/root/gateway_checks.py"
+CHECKS = "/tmp/gateway_checks.py"
 HERE = Path(__file__).resolve().parent
 PASSWORDS = {"alice": "Alice-Secret123", "bob": "Bob-Secret123", "carol": "Carol-Secret123", "dave": "Dave-Secret123"}
 ALICE_UID = 1101
@@ -36,27 +36,33 @@ def sh(cmd: str, stdin: str | None = None, check: bool = True, timeout: int = 30
 
 
 def kinit(user: str) -> str:
+    """A ticket in a cache owned by the user (kinit run as them)."""
     cache = f"/tmp/krb5cc_test_{user}"
-    sh(f"KRB5CCNAME=FILE:{cache} kinit {user}", stdin=PASSWORDS[user] + "\n")
+    sh(f"rm -f {cache}; runuser -u {user} -- env KRB5CCNAME=FILE:{cache} kinit {user}", stdin=PASSWORDS[user] + "\n")
     return cache
 
 
 def checks(action: str, user: str, *args: str, auth: str = "basic", cache: str = "") -> dict:
-    env = f"SSL_CERT_FILE={CA} KRB5CCNAME=FILE:{cache} " if cache else f"SSL_CERT_FILE={CA} "
-    cmd = f"cd /tmp && {env}{PY} {CHECKS} {action} {auth} {user} '{PASSWORDS.get(user, '')}' " + " ".join(args)
+    """Run a client action; with a ticket cache, as the Unix user themselves (Gateway() defaults)."""
+    env = f"SSL_CERT_FILE={CA} KRB5CCNAME=FILE:{cache}" if cache else f"SSL_CERT_FILE={CA}"
+    run_as = f"runuser -u {user} -- " if cache else ""
+    cmd = f"cd /tmp && {run_as}env {env} {PY} {CHECKS} {action} {auth} {user} '{PASSWORDS.get(user, '')}' " + " ".join(
+        args
+    )
     out = sh(cmd).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def curl(args: str) -> tuple[int, str]:
     res = sh(f"curl -s --cacert {CA} -o /tmp/body -w '%{{http_code}}' {args}; echo; cat /tmp/body", check=False)
-    code, _, body = res.stdout.partition("\n")
+    code, _sep, body = res.stdout.partition("\n")
     return int(code or 0), body
 
 
 @pytest.fixture(scope="module", autouse=True)
 def client_script() -> None:
     subprocess.run(["docker", "cp", str(HERE / "gateway_checks.py"), f"{HOST}:{CHECKS}"], check=True)
+    sh(f"chmod 0644 {CHECKS} && install -m 0644 /etc/dask/tls/ca.crt {CA}")
 
 
 def test_service_is_hardened_root_with_private_state() -> None:
@@ -79,9 +85,9 @@ def test_service_is_hardened_root_with_private_state() -> None:
 
 
 def test_wrong_or_empty_password_gets_401() -> None:
-    code, _ = curl(f"-u alice:wrong {URL}/api/v1/clusters/")
+    code, _body = curl(f"-u alice:wrong {URL}/api/v1/clusters/")
     assert code == 401
-    code, _ = curl(f"-u alice: {URL}/api/v1/clusters/")
+    code, _body = curl(f"-u alice: {URL}/api/v1/clusters/")
     assert code == 401
     headers = sh(f"curl -s -D - -o /dev/null --cacert {CA} {URL}/api/v1/clusters/").stdout
     assert "WWW-Authenticate: Negotiate" in headers
@@ -158,7 +164,7 @@ def test_users_see_only_their_clusters_and_admins_all() -> None:
 
 
 def test_the_third_cluster_of_a_user_is_refused() -> None:
-    names = [checks("new", "alice")["cluster"] for _ in range(2)]
+    names = [checks("new", "alice")["cluster"] for _i in range(2)]
     try:
         out = checks("new", "alice")
         assert "quota is 2 clusters per user" in out["error"]

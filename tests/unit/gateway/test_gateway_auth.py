@@ -160,7 +160,7 @@ def test_an_empty_password_never_reaches_the_directory():
 def test_successful_logins_are_cached_until_they_expire():
     d, clock = FakeDirectory(USERS), Clock()
     c = creds(d, clock)
-    for _ in range(3):
+    for _i in range(3):
         c.verify(basic("alice", "Alice-Secret123"))
         c.groups("alice")
     assert (d.binds, d.lookups) == (1, 1)
@@ -175,7 +175,7 @@ def test_successful_logins_are_cached_until_they_expire():
 def test_failed_logins_are_not_cached():
     d = FakeDirectory(USERS)
     c = creds(d)
-    for _ in range(2):
+    for _i in range(2):
         with pytest.raises(AuthError):
             c.verify(basic("alice", "nope"))
     assert d.binds == 2
@@ -297,7 +297,7 @@ def run(coro):
 
 
 def test_alice_gets_her_groups_and_no_admin(authenticator):
-    user, _ = run(authenticator.authenticate(Request(basic("alice", "Alice-Secret123"))))
+    user, _token = run(authenticator.authenticate(Request(basic("alice", "Alice-Secret123"))))
     assert isinstance(user, PlatformUser)
     assert user.name == "alice"
     assert {"data_engineers", "dask_users"} <= user.groups
@@ -305,7 +305,7 @@ def test_alice_gets_her_groups_and_no_admin(authenticator):
 
 
 def test_dave_is_an_admin_and_may_act_on_any_cluster(authenticator):
-    user, _ = run(authenticator.authenticate(Request(basic("dave", "Dave-Secret123"))))
+    user, _token = run(authenticator.authenticate(Request(basic("dave", "Dave-Secret123"))))
     assert user.admin is True
 
     class Cluster:

@@ -46,14 +46,14 @@ def test_working_directory_belongs_to_the_user_and_nothing_else_is_chowned(tmp_p
     b = PlatformLocalBackend(clusters_directory=str(tmp_path))
     workdir = b.setup_working_directory(cluster(tmp_path))
     assert workdir == str(tmp_path / "c1")
-    assert {p for p, _, _ in calls} == {
+    assert {call[0] for call in calls} == {
         workdir,
         f"{workdir}/.certs",
         f"{workdir}/logs",
         f"{workdir}/.certs/dask.crt",
         f"{workdir}/.certs/dask.pem",
     }
-    assert all((uid, gid) == (ME.pw_uid, ME.pw_gid) for _, uid, gid in calls)
+    assert all((uid, gid) == (ME.pw_uid, ME.pw_gid) for _path, uid, gid in calls)
     # The directories go last: root owns the tree until it is complete.
     assert calls[-1][0] == workdir
     for d in (workdir, f"{workdir}/.certs", f"{workdir}/logs"):
@@ -157,7 +157,7 @@ class FakeBackend(Backend):
         return self.clusters.get(cluster_name)
 
     async def start_cluster(self, user, cluster_options):
-        _, config = await self.process_cluster_options(user, cluster_options)
+        _options, config = await self.process_cluster_options(user, cluster_options)
         await asyncio.sleep(0.01)
         name = f"{user.name}-{len(self.clusters)}"
         self.clusters[name] = SimpleNamespace(
@@ -187,7 +187,7 @@ def test_concurrent_cluster_requests_never_exceed_the_per_user_count():
     b = QuotaBackend(policy_settings=SETTINGS)
 
     async def main():
-        return await asyncio.gather(*(b.start_cluster(ALICE, {}) for _ in range(10)), return_exceptions=True)
+        return await asyncio.gather(*(b.start_cluster(ALICE, {}) for _i in range(10)), return_exceptions=True)
 
     results = asyncio.run(main())
     ok = [r for r in results if isinstance(r, str)]

@@ -48,6 +48,7 @@ def test_configure_pins_commands_state_and_tls(tmp_path):
     assert c.Proxy.tls_cert == "/etc/dask/tls/node.crt"
     b = c.PlatformLocalBackend
     assert b.stop_clusters_on_shutdown is False
+    assert b.api_url == "http://127.0.0.1:8001/api"
     assert b.db_url.startswith("sqlite:////var/lib/dask-gateway/")
     assert b.db_encrypt_keys == ["a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U="]
     assert c.FreeIPAAuthenticator.auth_settings["realm"] == "DATAPLATFORM.TEST"

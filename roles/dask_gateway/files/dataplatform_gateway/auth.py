@@ -54,11 +54,11 @@ def group_names(member_of, suffix: str) -> list[str]:
     from ldap3.core.exceptions import LDAPInvalidDnError
     from ldap3.utils.dn import parse_dn
 
-    want = [("cn", "groups"), ("cn", "accounts")] + [(a.lower(), v.lower()) for a, v, _ in parse_dn(suffix)]
+    want = [("cn", "groups"), ("cn", "accounts")] + [(a.lower(), v.lower()) for a, v, _sep in parse_dn(suffix)]
     out = set()
     for dn in member_of or []:
         try:
-            rdns = [(a.lower(), v) for a, v, _ in parse_dn(dn)]
+            rdns = [(a.lower(), v) for a, v, _sep in parse_dn(dn)]
         except LDAPInvalidDnError:
             continue
         if len(rdns) != len(want) + 1 or rdns[0][0] != "cn":
@@ -219,14 +219,14 @@ class Credentials:
             principal, out = accept(token)
         except Exception as exc:
             raise AuthError(f"Kerberos token refused: {exc}") from None
-        name, _, realm = principal.rpartition("@")
+        name, _at, realm = principal.rpartition("@")
         if realm != self.realm or "/" in name:
             raise AuthError(f"principal {principal} is not a user of {self.realm}")
         return check_username(name), out
 
     def _password(self, value):
         try:
-            username, _, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+            username, _colon, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
         except (binascii.Error, ValueError, UnicodeDecodeError):
             raise AuthError("malformed Basic credentials") from None
         check_username(username)

@@ -101,7 +101,7 @@ class PolicyBackendMixin(Backend):
         op = msg.get("op")
         if op in ("scale", "adapt"):
             async with self._quota_lock:
-                _, elsewhere = await self._usage(cluster.username, exclude=cluster.name)
+                elsewhere = (await self._usage(cluster.username, exclude=cluster.name))[1]
                 sched = float(cluster.config.get("scheduler_cores", 1))
                 wcores = float(cluster.config.get("worker_cores", 1))
                 if op == "scale":
@@ -121,7 +121,7 @@ class PolicyBackendMixin(Backend):
     async def on_cluster_heartbeat(self, cluster_name, msg):
         cluster = await super().get_cluster(cluster_name)
         if cluster is not None:
-            _, elsewhere = await self._usage(cluster.username, exclude=cluster_name)
+            elsewhere = (await self._usage(cluster.username, exclude=cluster_name))[1]
             sched = float(cluster.config.get("scheduler_cores", 1))
             wcores = float(cluster.config.get("worker_cores", 1))
             allowed = self.policy.allowed_workers(cluster.username, msg["count"], sched, wcores, elsewhere)

@@ -125,11 +125,11 @@ def accept(token: bytes) -> tuple[str, bytes]:
         return principal, out
     finally:
         lib.gss_release_buffer(ctypes.byref(minor), ctypes.byref(outbuf))
-        if src.value:
+        if src.value is not None:
             lib.gss_release_name(ctypes.byref(minor), ctypes.byref(src))
-        if deleg.value:
+        if deleg.value is not None:
             lib.gss_release_cred(ctypes.byref(minor), ctypes.byref(deleg))
-        if ctx.value:
+        if ctx.value is not None:
             lib.gss_delete_sec_context(ctypes.byref(minor), ctypes.byref(ctx), None)
 
 
@@ -201,6 +201,6 @@ def initiate(host: str) -> bytes:
         return ctypes.string_at(out.value, out.length)
     finally:
         lib.gss_release_buffer(ctypes.byref(minor), ctypes.byref(out))
-        if ctx.value:
+        if ctx.value is not None:
             lib.gss_delete_sec_context(ctypes.byref(minor), ctypes.byref(ctx), None)
         lib.gss_release_name(ctypes.byref(minor), ctypes.byref(target))
