@@ -63,8 +63,8 @@ build: venv
 	@rm -f dataplatform-dask-*.tar.gz
 	@$(BIN)/ansible-galaxy collection build --force --output-path $(ROOT) $(ROOT)
 
-bench: venv collection
-	@echo "benchmarks live in bench/: see docs/performance.md"
+bench: venv collection host wheelhouse
+	@scripts/with-docker.sh scripts/bench.sh
 
 ## --- demo ---------------------------------------------------------------------
 demo: venv collection host wheelhouse
