@@ -284,6 +284,26 @@ def test_rolling_update_stops_and_reports_lost_workers(moto, fleet, tmp_path):
     assert group(asg)["LaunchTemplate"]["Version"] == "1"
 
 
+def test_rolling_update_times_out_cancels_and_reports(moto, fleet, tmp_path):
+    asg = fleet["autoscaling"]
+    # A suspended InstanceRefresh process pauses the refresh: it never gets anywhere.
+    asg.suspend_processes(AutoScalingGroupName=GROUP, ScalingProcesses=["InstanceRefresh"])
+    result = run(
+        moto,
+        *rolling_args(
+            tmp_path, "-e", f"dask_rolling_image_id={images(fleet['ec2'])[1]}", "-e", "dask_rolling_timeout=4"
+        ),
+    )
+    assert result["rc"] != 0
+    message = failure_messages(result)
+    assert "still InProgress at 0% after 4 s and was cancelled" in message
+    assert "4 of 4 workers in service" in message
+    assert "paused" in message
+    refresh = asg.describe_instance_refreshes(AutoScalingGroupName=GROUP)["InstanceRefreshes"][0]
+    assert refresh["Status"] in ("Cancelling", "Cancelled")
+    assert not (tmp_path / "retired.log").exists()
+
+
 def test_rolling_update_refuses_while_another_refresh_runs(moto, fleet, tmp_path):
     asg = fleet["autoscaling"]
     running = asg.start_instance_refresh(AutoScalingGroupName=GROUP)["InstanceRefreshId"]

@@ -9,8 +9,9 @@ tests (``from moto import mock_aws``) and by ``python -m tests.peers.moto_server
   ``MinHealthyPercentage``; with a termination lifecycle hook on the group the leaving
   instances wait in ``Terminating:Wait`` until their action is completed; a replacement whose
   launch template image does not exist fails the refresh (the "cannot replace" case);
-  a checkpoint pauses the refresh for one step; on success the group takes the desired
-  configuration. A second start while one runs fails with ``InstanceRefreshInProgress``.
+  a checkpoint pauses the refresh for one step, a suspended ``InstanceRefresh`` process
+  pauses it until resumed; on success the group takes the desired configuration. A second
+  start while one runs fails with ``InstanceRefreshInProgress``.
 * ``CompleteLifecycleAction`` and ``RecordLifecycleActionHeartbeat`` with AWS's validation
   ("No active Lifecycle Action found with instance ID ...").
 * ``DisableMetricsCollection`` (``amazon.aws.autoscaling_group`` calls it on every update).
@@ -195,6 +196,10 @@ def _step(backend, group, refresh):
         return
     if refresh["Status"] == "Pending":
         refresh["Status"] = "InProgress"
+        return
+    if "InstanceRefresh" in [p["ProcessName"] for p in group.suspended_processes]:
+        # As on AWS: suspending the InstanceRefresh process pauses a running refresh.
+        refresh["StatusReason"] = "The InstanceRefresh process is suspended; the refresh is paused."
         return
     # Instances whose lifecycle action completed now terminate and get replaced.
     if not _replace_leaving(backend, group, refresh):

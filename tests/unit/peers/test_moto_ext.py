@@ -112,3 +112,22 @@ def test_disable_metrics_collection():
     assert [m["Metric"] for m in group(client)["EnabledMetrics"]] == ["GroupMaxSize"]
     client.disable_metrics_collection(AutoScalingGroupName=GROUP)
     assert group(client).get("EnabledMetrics", []) == []
+
+
+def test_suspended_instance_refresh_process_pauses_the_refresh():
+    client, ec2, lt = make_fleet(size=2)
+    version = new_version(ec2, lt, image_ids(ec2, 2)[1])
+    client.start_instance_refresh(
+        AutoScalingGroupName=GROUP,
+        DesiredConfiguration={"LaunchTemplate": {"LaunchTemplateId": lt["LaunchTemplateId"], "Version": str(version)}},
+        Preferences={"MinHealthyPercentage": 50, "SkipMatching": True},
+    )
+    client.suspend_processes(AutoScalingGroupName=GROUP, ScalingProcesses=["InstanceRefresh"])
+    for _attempt in range(5):
+        refresh = poll(client)
+    assert (refresh["Status"], refresh["PercentageComplete"]) == ("InProgress", 0)
+    assert "paused" in refresh["StatusReason"]
+    client.resume_processes(AutoScalingGroupName=GROUP, ScalingProcesses=["InstanceRefresh"])
+    while poll(client)["Status"] != "Successful":
+        pass
+    assert {i["LaunchTemplate"]["Version"] for i in group(client)["Instances"]} == {str(version)}
