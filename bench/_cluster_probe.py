@@ -54,8 +54,8 @@ async def latency(address: str, bundle: str, clients: int, rounds: int) -> dict:
     start = asyncio.Event()
     ready: asyncio.Queue = asyncio.Queue()
     samples: list[float] = []
-    tasks = [asyncio.create_task(one_client(address, bundle, rounds, ready, start, samples)) for _ in range(clients)]
-    for _ in range(clients):  # every client connected before the clock starts
+    tasks = [asyncio.create_task(one_client(address, bundle, rounds, ready, start, samples)) for _n in range(clients)]
+    for _n in range(clients):  # every client connected before the clock starts
         await ready.get()
     t0 = time.perf_counter()
     start.set()
