@@ -73,6 +73,35 @@ def test_kinit_refuses_a_wrong_password(host):
     assert "incorrect" in res.stderr.lower() or "failed" in res.stderr.lower()
 
 
+def su_alice(host: str, password: str) -> subprocess.CompletedProcess:
+    """A login through PAM and sssd (krb5 auth): `su - alice` from an unprivileged user, on a pty.
+
+    The password is typed once su prompts for it (a second later), as a person would.
+    """
+    cmd = (
+        """(sleep 2; printf '%s\\n' "$PW") | runuser -u nobody -- script -qec "su -c 'id -un; pwd' - alice" /dev/null"""
+    )
+    return subprocess.run(
+        ["docker", "exec", "-e", f"PW={password}", host, "sh", "-c", cmd],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_login_with_the_right_password_makes_the_home(host):
+    res = su_alice(host, identity.USERS["alice"]["password"])
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "alice" in res.stdout and "/home/alice" in res.stdout
+
+
+def test_login_with_a_wrong_password_is_refused(host):
+    res = su_alice(host, "not-her-password")
+    assert res.returncode != 0
+    assert "Authentication failure" in res.stdout + res.stderr
+
+
 def test_service_keytab_works_and_is_private(host):
     stat = sh(host, f"stat -c '%a %U %G' {KEYTAB}").stdout.split()
     assert stat == ["600", "daemon", "daemon"]
