@@ -28,7 +28,7 @@ def identities(client) -> dict:
     def ident():
         return {"uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()), "cwd": os.getcwd()}
 
-    return {"scheduler": client.run_on_scheduler(ident), "workers": list(client.run(ident).values())}
+    return {"scheduler": client.run_on_scheduler(ident), "worker_ids": list(client.run(ident).values())}
 
 
 def compute(client) -> dict:

@@ -61,8 +61,9 @@ def curl(args: str) -> tuple[int, str]:
 
 @pytest.fixture(scope="module", autouse=True)
 def client_script() -> None:
-    subprocess.run(["docker", "cp", str(HERE / "gateway_checks.py"), f"{HOST}:{CHECKS}"], check=True)
-    sh(f"chmod 0644 {CHECKS} && install -m 0644 /etc/dask/tls/ca.crt {CA}")
+    # /tmp is a tmpfs in the container, which `docker cp` does not see: copy through /root.
+    subprocess.run(["docker", "cp", str(HERE / "gateway_checks.py"), f"{HOST}:/root/gateway_checks.py"], check=True)
+    sh(f"install -m 0644 /root/gateway_checks.py {CHECKS} && install -m 0644 /etc/dask/tls/ca.crt {CA}")
 
 
 def test_service_is_hardened_root_with_private_state() -> None:
@@ -114,7 +115,7 @@ def test_alice_with_a_ticket_runs_a_cluster_as_her_uid() -> None:
     assert out["array_sum"] == out["array_expected"]
     assert out["squares"] == sum(i * i for i in range(100))
     assert out["scheduler"]["uid"] == ALICE_UID
-    assert [w["uid"] for w in out["workers"]] == [ALICE_UID, ALICE_UID]
+    assert [w["uid"] for w in out["worker_ids"]] == [ALICE_UID, ALICE_UID]
     data_engineers = int(sh("getent group data_engineers | cut -d: -f3").stdout)
     assert data_engineers in out["scheduler"]["groups"]  # sssd groups, through getgrouplist
     assert 0 not in out["scheduler"]["groups"]
@@ -124,7 +125,7 @@ def test_alice_with_her_password_runs_a_cluster() -> None:
     out = checks("session", "alice", "2")
     assert out["workers"] == 2
     assert out["array_sum"] == out["array_expected"]
-    assert {w["uid"] for w in out["workers"]} == {ALICE_UID}
+    assert {w["uid"] for w in out["worker_ids"]} == {ALICE_UID}
     assert out["dashboard_status"] == {"owner": 200, "anonymous": 401, "other": 403}
     wd = out["scheduler"]["cwd"]
     assert wd.startswith("/var/lib/dask-gateway/clusters/")
