@@ -197,10 +197,11 @@ def ensure_kdc(listen: list[str]) -> None:
     if not (kdir / "principal").exists():
         log(f"creating the KDC database for {REALM}")
         run(["kdb5_util", "create", "-s", "-r", REALM, "-P", KDC_MASTER_PASSWORD], env=krb_env())
+    known = set(kadmin_local("listprincs").split())
     for uid, spec in [("admin", ADMIN), *USERS.items()]:
-        if not principal_exists(uid):
+        if f"{uid}@{REALM}" not in known:
             kadmin_local(f"addprinc -pw {spec['password']} +requires_preauth {uid}")
-    if not principal_exists(ENROLL_PRINCIPAL):
+    if f"{ENROLL_PRINCIPAL}@{REALM}" not in known:
         kadmin_local(f"addprinc -pw {ENROLL_PASSWORD} +requires_preauth {ENROLL_PRINCIPAL}")
     if not pid_alive(kdir / "krb5kdc.pid"):
         log("starting krb5kdc")
@@ -275,27 +276,35 @@ create_suffix_entry = yes
 
 
 def configure_dse(listen: list[str]) -> None:
-    """Offline cn=config edits: listen addresses and the memberOf plugin (FreeIPA enables it)."""
+    """Offline cn=config edits: the listen address and the memberOf plugin (FreeIPA enables it).
+
+    Only when a value differs: 389-ds rewrites dse.ldif in its own layout, so the text is
+    compared value by value, and a running server is left alone when nothing changes.
+    """
     dse = ds_dir() / "dse.ldif"
     text = dse.read_text()
-    blocks = text.split("\n\n")
-    out = []
-    for block in blocks:
+    # single-valued in 389-ds: loopback here, the other addresses are relayed by the RPC peer
+    wanted = {
+        "dn: cn=config": {"nsslapd-listenhost": "127.0.0.1"},
+        "dn: cn=memberof plugin,cn=plugins,cn=config": {
+            "nsslapd-pluginenabled": "on",
+            "memberofautoaddoc": "nsMemberOf",
+        },
+    }
+    blocks, changed = [], False
+    for block in text.split("\n\n"):
         lines = [ln for ln in block.split("\n") if ln]
-        if lines and lines[0].lower() == "dn: cn=config":
-            lines = [ln for ln in lines if not ln.lower().startswith("nsslapd-listenhost:")]
-            # single-valued in 389-ds: loopback here, the other addresses are relayed by the RPC peer
-            lines += ["nsslapd-listenhost: 127.0.0.1"]
-        if lines and lines[0].lower() == "dn: cn=memberof plugin,cn=plugins,cn=config":
-            lines = [ln for ln in lines if not ln.lower().startswith(("nsslapd-pluginenabled:", "memberofautoaddoc:"))]
-            lines += ["nsslapd-pluginEnabled: on", "memberOfAutoAddOC: nsMemberOf"]
-        out.append("\n".join(lines))
-    new = "\n\n".join(out)
-    if not new.endswith("\n"):
-        new += "\n"
-    if new != text:
+        want = wanted.get(lines[0].lower()) if lines else None
+        if want:
+            have = {ln.split(":", 1)[0].lower(): ln.split(":", 1)[1].strip() for ln in lines[1:] if ":" in ln}
+            if any(have.get(k, "").lower() != v.lower() for k, v in want.items()):
+                changed = True
+                lines = [ln for ln in lines if ln.split(":", 1)[0].lower() not in want]
+                lines += [f"{k}: {v}" for k, v in want.items()]
+        blocks.append("\n".join(lines))
+    if changed:
         stop_pid(ds_pidfile(), "ns-slapd")
-        dse.write_text(new)
+        dse.write_text("\n\n".join(blocks).rstrip("\n") + "\n")
         shutil.chown(dse, "dirsrv", "dirsrv")
 
 
