@@ -4,9 +4,9 @@ No FreeIPA server can be installed on these machines, so the tests, the Molecule
 the demo talk to this instead. Nothing here auto-starts (no systemd PID 1 on the host): every
 daemon is started by hand and found again through its PID file, so `start` is idempotent.
 
-    tests/peers/identity.py start [--listen 127.0.0.1 --listen 172.18.0.1] [--platform]
-    tests/peers/identity.py status          # JSON: realm, addresses, ports, CA, users
-    tests/peers/identity.py stop
+    python tests/peers/identity.py start [--listen 172.18.0.1] [--platform]
+    python tests/peers/identity.py status   # JSON: realm, addresses, ports, CA, users
+    python tests/peers/identity.py stop
 
 State lives in .cache/identity (KDC database, TLS CA, logs, PID files); the 389-ds instance
 `slapd-dataplatform` lives where 389-ds keeps instances (/etc/dirsrv, /var/lib/dirsrv), as
