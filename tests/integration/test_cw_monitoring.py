@@ -98,7 +98,7 @@ def run(env: dict[str, str], *, check: bool = False, **extra: object) -> dict:
     # The json callback prints one document; profile_tasks (ansible.cfg) may print around it.
     start = proc.stdout.find("{")
     assert start >= 0, proc.stdout + proc.stderr
-    out, _ = json.JSONDecoder().raw_decode(proc.stdout[start:])
+    out = json.JSONDecoder().raw_decode(proc.stdout[start:])[0]
     stats = out["stats"]["localhost"]
     failures = [
         host_result.get("msg", "")

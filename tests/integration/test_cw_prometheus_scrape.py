@@ -69,12 +69,12 @@ def pages() -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def scrape_config(tmp_path_factory: pytest.TempPathFactory) -> dict:
     render = _render_module().render
-    _, prometheus = render(
+    prometheus = render(
         tmp_path_factory.mktemp("scrape"),
         cw_agent_scrape_scheduler=True,
         cw_agent_scrape_worker=True,
         cw_agent_cluster_name="it",
-    )
+    )[1]
     return {job["job_name"]: job for job in prometheus["scrape_configs"]}
 
 
@@ -107,7 +107,7 @@ def test_scheduler_metrics_become_the_shared_names(pages: tuple[str, str], scrap
     kept = relabel(samples(pages[0]), scrape_config["dask-scheduler"])
     names = {lab["__name__"] for lab, _ in kept}
     assert names == SHARED
-    assert all(lab["ClusterName"] == "it" and lab["job"] == "dask-scheduler" for lab, _ in kept)
+    assert all(lab["ClusterName"] == "it" and lab["job"] == "dask-scheduler" for lab, _value in kept)
     by_name: dict[str, list[float]] = {}
     for lab, value in kept:
         by_name.setdefault(lab["__name__"], []).append(value)
@@ -124,12 +124,12 @@ def test_scheduler_metrics_become_the_shared_names(pages: tuple[str, str], scrap
 def test_worker_memory_becomes_memory_bytes(pages: tuple[str, str], scrape_config: dict) -> None:
     kept = relabel(samples(pages[1]), scrape_config["dask-worker"])
     assert {lab["__name__"] for lab, _ in kept} == {"MemoryBytes"}
-    assert sorted(lab["type"] for lab, _ in kept) == ["managed", "unmanaged"]
-    assert sum(value for _, value in kept) > 10_000_000  # a Python process holds more than 10 MB
+    assert sorted(lab["type"] for lab, _value in kept) == ["managed", "unmanaged"]
+    assert sum(value for _lab, value in kept) > 10_000_000  # a Python process holds more than 10 MB
 
 
 def test_emf_declarations_select_every_published_metric(scrape_config: dict, tmp_path: Path) -> None:
-    agent, _ = _render_module().render(tmp_path, cw_agent_scrape_scheduler=True, cw_agent_scrape_worker=True)
+    agent = _render_module().render(tmp_path, cw_agent_scrape_scheduler=True, cw_agent_scrape_worker=True)[0]
     decls = agent["logs"]["metrics_collected"]["prometheus"]["emf_processor"]["metric_declaration"]
     selected = {sel.strip("^$") for d in decls for sel in d["metric_selectors"]}
     assert selected == SHARED | {"MemoryBytes"}
@@ -137,7 +137,7 @@ def test_emf_declarations_select_every_published_metric(scrape_config: dict, tmp
 
 
 def test_dashboard_queries_exist_on_a_real_cluster(pages: tuple[str, str]) -> None:
-    exposed = {name for page in pages for name, _, _ in samples(page)}
+    exposed = {sample[0] for page in pages for sample in samples(page)}
     exposed |= {fam.name for page in pages for fam in text_string_to_metric_families(page)}
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]

@@ -141,19 +141,19 @@ def test_worker_host_publishes_memory(tmp_path: Path) -> None:
 
 
 def test_no_logs_no_scrape_and_region(tmp_path: Path) -> None:
-    agent, _ = render(tmp_path, cw_agent_log_units=[], cw_agent_region="eu-west-1")
+    agent = render(tmp_path, cw_agent_log_units=[], cw_agent_region="eu-west-1")[0]
     validate(agent)
     assert "logs" not in agent
     assert agent["agent"]["region"] == "eu-west-1"
 
 
 def test_client_certificate_for_the_scrape(tmp_path: Path) -> None:
-    _, prometheus = render(
+    prometheus = render(
         tmp_path,
         cw_agent_scrape_scheduler=True,
         cw_agent_scrape_cert_file="/etc/dask/tls/agent.pem",
         cw_agent_scrape_key_file="/etc/dask/tls/agent.key",
-    )
+    )[1]
     tls = prometheus["scrape_configs"][0]["tls_config"]
     assert tls["cert_file"] == "/etc/dask/tls/agent.pem"
     assert tls["key_file"] == "/etc/dask/tls/agent.key"

@@ -74,7 +74,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     """One ansible-playbook run; each loop item is one case."""
     tmp = tmp_path_factory.mktemp("efs_vars")
     out = tmp / "results.json"
-    cases = {name: overrides for name, (overrides, _) in CASES.items()}
+    cases = {name: case[0] for name, case in CASES.items()}
     (tmp / "play.yml").write_text(PLAYBOOK.format(out=out))
     base = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     base |= {"efs_client_file_system_id": FS, "efs_client_region": "eu-west-1", "cases": cases}

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Copy one systemd unit's journal to a file that the CloudWatch agent tails.
 
     journal_export.py UNIT OUTPUT_FILE CURSOR_FILE
