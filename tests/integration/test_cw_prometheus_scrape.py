@@ -105,7 +105,7 @@ def relabel(series: list[tuple[str, dict[str, str], float]], job: dict) -> list[
 
 def test_scheduler_metrics_become_the_shared_names(pages: tuple[str, str], scrape_config: dict) -> None:
     kept = relabel(samples(pages[0]), scrape_config["dask-scheduler"])
-    names = {lab["__name__"] for lab, _ in kept}
+    names = {lab["__name__"] for lab, _value in kept}
     assert names == SHARED
     assert all(lab["ClusterName"] == "it" and lab["job"] == "dask-scheduler" for lab, _value in kept)
     by_name: dict[str, list[float]] = {}
@@ -123,7 +123,7 @@ def test_scheduler_metrics_become_the_shared_names(pages: tuple[str, str], scrap
 
 def test_worker_memory_becomes_memory_bytes(pages: tuple[str, str], scrape_config: dict) -> None:
     kept = relabel(samples(pages[1]), scrape_config["dask-worker"])
-    assert {lab["__name__"] for lab, _ in kept} == {"MemoryBytes"}
+    assert {lab["__name__"] for lab, _value in kept} == {"MemoryBytes"}
     assert sorted(lab["type"] for lab, _value in kept) == ["managed", "unmanaged"]
     assert sum(value for _lab, value in kept) > 10_000_000  # a Python process holds more than 10 MB
 
