@@ -178,6 +178,39 @@ class FreeIPAClient(object):
             pass
 
 
+def manage_entry(module, kind, key, *, read_method, delete_method, normalize, ensure_present, result_key):
+    """The `run()` every freeipa_* module shares, for one entry (`kind` `key`, e.g. group data_engineers).
+
+    Logs in, reads the entry with `read_method` (None when absent), deletes it with `delete_method`
+    for state=absent or calls `ensure_present(client, current)` -> (changed, after) otherwise, and
+    logs out. Check mode skips the delete. Returns the module's result: `changed`, `result_key`
+    (the entry after the task, {} when absent) and, in diff mode, `diff` {before, after}.
+    """
+    client = FreeIPAClient.from_module(module).login()
+    try:
+        current = normalize(client.find("read %s %s" % (kind, key), read_method, key))
+        if module.params["state"] == "absent":
+            changed, after = current is not None, None
+            if changed and not module.check_mode:
+                client.call("delete %s %s" % (kind, key), delete_method, [key])
+        else:
+            changed, after = ensure_present(client, current)
+    finally:
+        client.logout()
+    result = {"changed": changed, result_key: after or {}}
+    if module._diff:  # pylint: disable=protected-access
+        result["diff"] = {"before": current or {}, "after": after or {}}
+    return result
+
+
+def exit_module(module, run):
+    """Exit with what `run(module)` returns, or fail with the message of its FreeIPAModuleError."""
+    try:
+        module.exit_json(**run(module))
+    except FreeIPAModuleError as err:
+        module.fail_json(msg=err.msg)
+
+
 def first(entry, key, default=None):
     """FreeIPA returns attributes as lists: the first value or `default`."""
     value = (entry or {}).get(key)

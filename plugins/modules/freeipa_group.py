@@ -121,12 +121,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dataplatform.dask.plugins.module_utils.freeipa import (
     EMPTY_MODLIST,
-    FreeIPAClient,
     FreeIPAModuleError,
     diff_members,
+    exit_module,
     first,
     freeipa_argument_spec,
     freeipa_required_if,
+    manage_entry,
 )
 
 GROUP_NAME = re.compile(r"^[a-zA-Z0-9_.][a-zA-Z0-9_.-]{0,253}[a-zA-Z0-9_.$-]?$")
@@ -207,14 +208,6 @@ def desired_state(params, current):
     return want
 
 
-def ensure_absent(module, client, name, current):
-    if current is None:
-        return False, None
-    if not module.check_mode:
-        client.call("delete group %s" % name, "group_del", [name])
-    return True, None
-
-
 def attribute_options(current, want):
     """The group_add (current is None) or group_mod options that make `current` into `want`."""
     if current is None:
@@ -289,22 +282,18 @@ def ensure_present(module, client, name, current):
 
 
 def run(module):
-    params = module.params
-    validate(params)
-    name = params["name"].lower()
-    client = FreeIPAClient.from_module(module).login()
-    try:
-        current = normalize(client.find("read group %s" % name, "group_show", name))
-        if params["state"] == "absent":
-            changed, after = ensure_absent(module, client, name, current)
-        else:
-            changed, after = ensure_present(module, client, name, current)
-    finally:
-        client.logout()
-    result = {"changed": changed, "group": after or {}}
-    if module._diff:
-        result["diff"] = {"before": current or {}, "after": after or {}}
-    return result
+    validate(module.params)
+    name = module.params["name"].lower()
+    return manage_entry(
+        module,
+        "group",
+        name,
+        read_method="group_show",
+        delete_method="group_del",
+        normalize=normalize,
+        ensure_present=lambda client, current: ensure_present(module, client, name, current),
+        result_key="group",
+    )
 
 
 def main():
@@ -324,10 +313,7 @@ def main():
         required_if=freeipa_required_if(),
         supports_check_mode=True,
     )
-    try:
-        module.exit_json(**run(module))
-    except FreeIPAModuleError as err:
-        module.fail_json(msg=err.msg)
+    exit_module(module, run)
 
 
 if __name__ == "__main__":

@@ -89,12 +89,13 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dataplatform.dask.plugins.module_utils.freeipa import (
-    FreeIPAClient,
     FreeIPAModuleError,
     diff_members,
+    exit_module,
     first,
     freeipa_argument_spec,
     freeipa_required_if,
+    manage_entry,
 )
 
 PRINCIPAL = re.compile(r"^(?P<service>[A-Za-z0-9_.-]+)/(?P<host>[A-Za-z0-9.-]+)(@(?P<realm>[A-Z0-9.-]+))?$")
@@ -172,24 +173,18 @@ def ensure_present(module, client, principal, own_host, current):
 
 
 def run(module):
-    params = module.params
-    _service, own_host = parse(params["principal"])
-    principal = params["principal"]
-    client = FreeIPAClient.from_module(module).login()
-    try:
-        current = normalize(client.find("read service %s" % principal, "service_show", principal))
-        if params["state"] == "absent":
-            changed, after = current is not None, None
-            if changed and not module.check_mode:
-                client.call("delete service %s" % principal, "service_del", [principal])
-        else:
-            changed, after = ensure_present(module, client, principal, own_host, current)
-    finally:
-        client.logout()
-    result = {"changed": changed, "service": after or {}}
-    if module._diff:
-        result["diff"] = {"before": current or {}, "after": after or {}}
-    return result
+    principal = module.params["principal"]
+    _service, own_host = parse(principal)
+    return manage_entry(
+        module,
+        "service",
+        principal,
+        read_method="service_show",
+        delete_method="service_del",
+        normalize=normalize,
+        ensure_present=lambda client, current: ensure_present(module, client, principal, own_host, current),
+        result_key="service",
+    )
 
 
 def main():
@@ -202,10 +197,7 @@ def main():
         skip_host_check=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, required_if=freeipa_required_if(), supports_check_mode=True)
-    try:
-        module.exit_json(**run(module))
-    except FreeIPAModuleError as err:
-        module.fail_json(msg=err.msg)
+    exit_module(module, run)
 
 
 if __name__ == "__main__":

@@ -101,11 +101,12 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dataplatform.dask.plugins.module_utils.freeipa import (
-    FreeIPAClient,
     FreeIPAModuleError,
+    exit_module,
     first,
     freeipa_argument_spec,
     freeipa_required_if,
+    manage_entry,
 )
 
 UID = re.compile(r"^[a-zA-Z0-9_.][a-zA-Z0-9_.-]{0,253}[a-zA-Z0-9_.$-]?$")
@@ -173,24 +174,18 @@ def ensure_present(module, client, name, current):
 
 
 def run(module):
-    params = module.params
-    validate(params)
-    name = params["name"].lower()
-    client = FreeIPAClient.from_module(module).login()
-    try:
-        current = normalize(client.find("read system account %s" % name, "sysaccount_show", name))
-        if params["state"] == "absent":
-            changed, after = current is not None, None
-            if changed and not module.check_mode:
-                client.call("delete system account %s" % name, "sysaccount_del", [name])
-        else:
-            changed, after = ensure_present(module, client, name, current)
-    finally:
-        client.logout()
-    result = {"changed": changed, "sysaccount": after or {}}
-    if module._diff:
-        result["diff"] = {"before": current or {}, "after": after or {}}
-    return result
+    validate(module.params)
+    name = module.params["name"].lower()
+    return manage_entry(
+        module,
+        "system account",
+        name,
+        read_method="sysaccount_show",
+        delete_method="sysaccount_del",
+        normalize=normalize,
+        ensure_present=lambda client, current: ensure_present(module, client, name, current),
+        result_key="sysaccount",
+    )
 
 
 def main():
@@ -204,10 +199,7 @@ def main():
         disabled=dict(type="bool"),
     )
     module = AnsibleModule(argument_spec=argument_spec, required_if=freeipa_required_if(), supports_check_mode=True)
-    try:
-        module.exit_json(**run(module))
-    except FreeIPAModuleError as err:
-        module.fail_json(msg=err.msg)
+    exit_module(module, run)
 
 
 if __name__ == "__main__":
