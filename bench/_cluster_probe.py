@@ -2,6 +2,7 @@
 
 usage: python _cluster_probe.py latency ADDRESS BUNDLE|- CLIENTS ROUNDS
        python _cluster_probe.py throughput ADDRESS BUNDLE|- TASKS
+       python _cluster_probe.py holders ADDRESS BUNDLE VICTIM
 A BUNDLE of '-' connects without TLS (the stock, plain-TCP cluster).
 """
 
@@ -83,10 +84,32 @@ def throughput(address: str, bundle: str, tasks: int) -> dict:
         return {"tasks": tasks, "seconds": round(wall, 3), "tasks_per_s": round(tasks / wall, 1)}
 
 
+def holders(address: str, bundle: str, victim: str, dataset: str = "retire_test") -> dict:
+    """After VICTIM has left the scheduler: how many of DATASET's keys still have a holder.
+
+    Counts from who_has rather than gathering: gathering a scattered key whose only copy died
+    waits for it forever.
+    """
+    with Client(address, security=security(bundle), timeout=30) as client:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            names = {str(ws["name"]) for ws in client.scheduler_info(n_workers=-1)["workers"].values()}
+            if victim not in names:
+                break
+            time.sleep(0.2)
+        futures = client.get_dataset(dataset)
+        who = client.who_has(futures)
+        kept = sum(1 for ws in who.values() if ws)
+        client.unpublish_dataset(dataset)
+        return {"keys": len(futures), "retrievable": kept, "lost": len(futures) - kept}
+
+
 if __name__ == "__main__":
     action, address, bundle, *rest = sys.argv[1:]
     if action == "latency":
         result = asyncio.run(latency(address, bundle, int(rest[0]), int(rest[1])))
+    elif action == "holders":
+        result = holders(address, bundle, rest[0])
     else:
         result = throughput(address, bundle, int(rest[0]))
     print(json.dumps(result))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = ROOT / "molecule/cluster/tests/dask_client_checks.py"
+PROBE = ROOT / "bench/_cluster_probe.py"
 SCHEDULER = "dask-scheduler"
 WORKERS = ["dask-worker1", "dask-worker2"]
 BUNDLE = "/root/dask-drills"
@@ -32,8 +33,8 @@ def sh(host: str, cmd: str, check: bool = True) -> str:
     return out.stdout.strip()
 
 
-def client(*args: str) -> dict:
-    out = sh(SCHEDULER, f"cd /tmp && {PY} {BUNDLE}/checks.py " + " ".join(args))
+def client(*args: str, script: str = "checks.py") -> dict:
+    out = sh(SCHEDULER, f"cd /tmp && timeout 120 {PY} {BUNDLE}/{script} " + " ".join(args))
     return json.loads(out.splitlines()[-1])
 
 
@@ -45,6 +46,7 @@ def setup() -> str:
     for name in ("ca.crt", "client.crt", "client.key"):
         subprocess.run(["docker", "cp", str(found[0] / name), f"{SCHEDULER}:{BUNDLE}/{name}"], check=True)
     subprocess.run(["docker", "cp", str(CHECKS), f"{SCHEDULER}:{BUNDLE}/checks.py"], check=True)
+    subprocess.run(["docker", "cp", str(PROBE), f"{SCHEDULER}:{BUNDLE}/probe.py"], check=True)
     ip = sh(SCHEDULER, "hostname -I | awk '{print $1}'")
     return f"tls://{ip}:8786"
 
@@ -66,14 +68,14 @@ def stop_with_keys(address: str, victim: str, hard: bool) -> dict:
         sh(victim, "systemctl kill -s KILL dask-worker; systemctl stop dask-worker", check=False)
     else:
         sh(victim, "systemctl stop dask-worker")
-    after = client("check", address, BUNDLE, victim)
+    after = client("holders", address, BUNDLE, victim, script="probe.py")
     sh(victim, "systemctl start dask-worker")
     wait_all(address, time.time())
     return {
         "keys": before["keys"],
         "keys_on_stopped_worker": before["on_victim"],
-        "retrievable_after": after["retrieved"],
-        "lost": before["keys"] - after["retrieved"],
+        "retrievable_after": after["retrievable"],
+        "lost": after["lost"],
     }
 
 
