@@ -47,6 +47,26 @@ class AsgError(Exception):
     """Bad input or a state the module refuses to act on; nothing has been changed."""
 
 
+def asg_argument_spec(**options):
+    """The module's argument_spec: the group name (doc fragment dataplatform.dask.asg) and ``options``."""
+    return dict(name=dict(type="str", required=True, aliases=["group_name"]), **options)
+
+
+def run_module(module, run):
+    """Call ``run(module)``; an AsgError fails the module with its message."""
+    try:
+        run(module)
+    except AsgError as e:
+        module.fail_json(msg=str(e))
+
+
+def exit_with_diff(module, result, before, after):
+    """Exit with ``result``, plus ``diff`` {before, after} in diff mode."""
+    if module._diff:  # pylint: disable=protected-access
+        result["diff"] = {"before": before, "after": after}
+    module.exit_json(**result)
+
+
 def asg_client(module, service="autoscaling"):
     return module.client(
         service,
@@ -82,6 +102,20 @@ def get_group(module, client, name):
     if not groups:
         raise AsgError(f"ASG {name} not found (region {module.region}): check the group name and region")
     return groups[0]
+
+
+def find_lifecycle_hook(module, client, name, hook_name):
+    """The lifecycle hook ``hook_name`` of group ``name`` as DescribeLifecycleHooks returns it, or None."""
+    hooks = call(
+        module,
+        client,
+        f"describe lifecycle hook {hook_name}",
+        name,
+        "describe_lifecycle_hooks",
+        AutoScalingGroupName=name,
+        LifecycleHookNames=[hook_name],
+    ).get("LifecycleHooks", [])
+    return hooks[0] if hooks else None
 
 
 def instance_view(instance):

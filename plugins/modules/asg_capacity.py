@@ -259,14 +259,11 @@ def run(module):
             asg.fail_aws(module, e, f"wait for {after['desired_capacity']} InService instances", name)
 
     result = {"changed": changed_sizes or changed_procs, "capacity": after}
-    if module._diff:  # pylint: disable=protected-access
-        result["diff"] = {"before": before, "after": after}
-    module.exit_json(**result)
+    asg.exit_with_diff(module, result, before, after)
 
 
 def main():
-    argument_spec = dict(
-        name=dict(type="str", required=True, aliases=["group_name"]),
+    argument_spec = asg.asg_argument_spec(
         min_size=dict(type="int"),
         max_size=dict(type="int"),
         desired_capacity=dict(type="int"),
@@ -288,10 +285,7 @@ def main():
             msg=f"set processes on ASG {params['name']}: {', '.join(both)} listed in both "
             "suspend_processes and resume_processes; keep each process in one list"
         )
-    try:
-        run(module)
-    except asg.AsgError as e:
-        module.fail_json(msg=str(e))
+    asg.run_module(module, run)
 
 
 if __name__ == "__main__":

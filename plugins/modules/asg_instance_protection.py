@@ -141,18 +141,14 @@ def run(module):
 
 
 def main():
-    argument_spec = dict(
-        name=dict(type="str", required=True, aliases=["group_name"]),
+    argument_spec = asg.asg_argument_spec(
         instance_ids=dict(type="list", elements="str", required=True),
         protected=dict(type="bool", required=True),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     if not module.params["instance_ids"]:
         module.fail_json(msg=f"set scale-in protection on ASG {module.params['name']}: instance_ids is empty")
-    try:
-        run(module)
-    except asg.AsgError as e:
-        module.fail_json(msg=str(e))
+    asg.run_module(module, run)
 
 
 if __name__ == "__main__":

@@ -520,14 +520,11 @@ def run(module):
             after["running_refresh"] = None
         result.update(outdated_instances=outdated, target=target)
     result.update(changed=changed, instance_refresh=refresh)
-    if module._diff:  # pylint: disable=protected-access
-        result["diff"] = {"before": before, "after": after}
-    module.exit_json(**result)
+    asg.exit_with_diff(module, result, before, after)
 
 
 def main():
-    argument_spec = dict(
-        name=dict(type="str", required=True, aliases=["group_name"]),
+    argument_spec = asg.asg_argument_spec(
         state=dict(type="str", default="started", choices=["started", "cancelled"]),
         launch_template=dict(
             type="dict",
@@ -563,10 +560,7 @@ def main():
     error = validate_preferences(module.params["preferences"])
     if error:
         module.fail_json(msg=f"start instance refresh on ASG {module.params['name']}: {error}")
-    try:
-        run(module)
-    except asg.AsgError as e:
-        module.fail_json(msg=str(e))
+    asg.run_module(module, run)
 
 
 if __name__ == "__main__":

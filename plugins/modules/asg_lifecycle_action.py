@@ -103,20 +103,12 @@ TRANSITIONS = {
 
 
 def get_hook(module, client, name, hook_name):
-    hooks = asg.call(
-        module,
-        client,
-        f"describe lifecycle hook {hook_name}",
-        name,
-        "describe_lifecycle_hooks",
-        AutoScalingGroupName=name,
-        LifecycleHookNames=[hook_name],
-    ).get("LifecycleHooks", [])
-    if not hooks:
+    hook = asg.find_lifecycle_hook(module, client, name, hook_name)
+    if hook is None:
         raise asg.AsgError(
             f"complete lifecycle action on ASG {name}: lifecycle hook {hook_name} not found on the group"
         )
-    return hooks[0]
+    return hook
 
 
 def ec2_states(module, ec2, name, instance_ids):
@@ -218,8 +210,7 @@ def run(module):
 
 
 def main():
-    argument_spec = dict(
-        name=dict(type="str", required=True, aliases=["group_name"]),
+    argument_spec = asg.asg_argument_spec(
         lifecycle_hook_name=dict(type="str", required=True),
         instance_ids=dict(type="list", elements="str", required=True),
         result=dict(type="str", default="CONTINUE", choices=["CONTINUE", "ABANDON"]),
@@ -227,10 +218,7 @@ def main():
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     if not module.params["instance_ids"]:
         module.fail_json(msg=f"complete lifecycle action on ASG {module.params['name']}: instance_ids is empty")
-    try:
-        run(module)
-    except asg.AsgError as e:
-        module.fail_json(msg=str(e))
+    asg.run_module(module, run)
 
 
 if __name__ == "__main__":

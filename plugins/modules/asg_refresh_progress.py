@@ -105,18 +105,10 @@ def read_refresh(module, client, name, refresh_id):
 def wait_state(module, client, name, hook_name):
     if not hook_name:
         return "Terminating:Wait"
-    hooks = asg.call(
-        module,
-        client,
-        f"describe lifecycle hook {hook_name}",
-        name,
-        "describe_lifecycle_hooks",
-        AutoScalingGroupName=name,
-        LifecycleHookNames=[hook_name],
-    ).get("LifecycleHooks", [])
-    if not hooks:
+    hook = asg.find_lifecycle_hook(module, client, name, hook_name)
+    if hook is None:
         raise asg.AsgError(f"read refresh progress on ASG {name}: lifecycle hook {hook_name} not found on the group")
-    return WAIT_STATES.get(hooks[0]["LifecycleTransition"], "Terminating:Wait")
+    return WAIT_STATES.get(hook["LifecycleTransition"], "Terminating:Wait")
 
 
 def summarize(refresh, group, waiting_in):
@@ -141,16 +133,12 @@ def run(module):
 
 
 def main():
-    argument_spec = dict(
-        name=dict(type="str", required=True, aliases=["group_name"]),
+    argument_spec = asg.asg_argument_spec(
         instance_refresh_id=dict(type="str"),
         lifecycle_hook_name=dict(type="str"),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        run(module)
-    except asg.AsgError as e:
-        module.fail_json(msg=str(e))
+    asg.run_module(module, run)
 
 
 if __name__ == "__main__":

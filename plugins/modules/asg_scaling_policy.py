@@ -417,14 +417,11 @@ def run(module):
             "alarms": sorted(a["name"] for a in params["alarms"]),
         }
     result = {"changed": changed, "policy": policy, "changed_alarms": changed_alarms}
-    if module._diff:  # pylint: disable=protected-access
-        result["diff"] = {"before": before, "after": after}
-    module.exit_json(**result)
+    asg.exit_with_diff(module, result, before, after)
 
 
 def main():
-    argument_spec = dict(
-        name=dict(type="str", required=True, aliases=["group_name"]),
+    argument_spec = asg.asg_argument_spec(
         policy_name=dict(type="str", required=True),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         scaling_adjustment=dict(type="int"),
@@ -472,10 +469,7 @@ def main():
     error = validate_alarms(params["alarms"])
     if error:
         module.fail_json(msg=f"{where}: {error}")
-    try:
-        run(module)
-    except asg.AsgError as e:
-        module.fail_json(msg=str(e))
+    asg.run_module(module, run)
 
 
 if __name__ == "__main__":
