@@ -363,3 +363,13 @@ def test_bind_password_is_read_from_its_file(tmp_path):
     assert a.credentials.directory.bind_password == "Dask-Service-Secret123"
     assert a.cache_max_age == 5
     assert auth.USERNAME_RE.pattern.startswith("^")
+
+
+def test_an_unreachable_directory_is_a_503_not_a_500(authenticator):
+    class Down(FakeDirectory):
+        def check_password(self, username, password):
+            raise OSError("connection refused")
+
+    authenticator._dp_credentials = creds(Down(USERS))
+    with pytest.raises(web.HTTPServiceUnavailable, match="unreachable"):
+        run(authenticator.authenticate(Request(basic("alice", "Alice-Secret123"))))

@@ -310,6 +310,11 @@ class FreeIPAAuthenticator(Authenticator):
             raise web.HTTPUnauthorized(
                 headers=CIMultiDict(creds.challenge()), reason="Authentication required"
             ) from None
+        except Exception as exc:  # the directory is down or refuses the bind account: not the user's fault
+            self.log.error("Cannot check credentials from %s: %r", request.remote, exc)
+            raise web.HTTPServiceUnavailable(
+                reason="The identity service (FreeIPA) is unreachable; try again shortly"
+            ) from None
         try:
             self.policy.limits_for(username, groups)
         except Refused as exc:
