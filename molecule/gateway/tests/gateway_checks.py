@@ -94,15 +94,16 @@ def main(argv: list[str]) -> dict:
                 out.update(compute(client))
                 out.update(identities(client))
         elif action == "new":
-            options = gw.cluster_options()
-            for kv in args:
-                k, v = kv.split("=", 1)
-                setattr(options, k, type(getattr(options, k))(v))
             try:
+                options = gw.cluster_options()
+                for kv in args:
+                    k, v = kv.split("=", 1)
+                    setattr(options, k, type(getattr(options, k))(v))
                 cluster = gw.new_cluster(options, shutdown_on_close=False)
                 out["cluster"] = cluster.name
             except Exception as exc:
-                out["error"] = str(exc)
+                # What the user sees: the exception's type and text.
+                out["error"] = f"{type(exc).__name__}: {exc}"
         elif action == "scale":
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -114,7 +115,10 @@ def main(argv: list[str]) -> dict:
                     out["error"] = str(exc)
             out["warnings"] = [str(w.message) for w in caught]
         elif action == "list":
-            out["clusters"] = {c.name: c.status.name for c in gw.list_clusters()}
+            try:
+                out["clusters"] = {c.name: c.status.name for c in gw.list_clusters()}
+            except Exception as exc:
+                out["error"] = f"{type(exc).__name__}: {exc}"
         elif action == "stop":
             try:
                 gw.stop_cluster(args[0])

@@ -97,8 +97,12 @@ def test_wrong_or_empty_password_gets_401() -> None:
 
 def test_carol_is_refused_with_the_reason() -> None:
     code, body = curl(f"-u carol:{PASSWORDS['carol']} {URL}/api/v1/clusters/")
-    assert code == 403
+    assert code == 422
     assert "none of the Dask platform groups" in body
+    # The Python client raises the reason, with a password and with a ticket (Gateway()).
+    reason = "user carol is in none of the Dask platform groups (admins, data_analysts, data_engineers)"
+    assert reason in checks("new", "carol")["error"]
+    assert reason in checks("list", "carol", auth="default", cache=kinit("carol"))["error"]
 
 
 def test_spnego_with_a_ticket_and_without() -> None:
@@ -134,7 +138,9 @@ def test_alice_with_her_password_runs_a_cluster() -> None:
 
 def test_bob_beyond_his_quota_is_refused_or_capped() -> None:
     out = checks("new", "bob", "worker_cores=2")
-    assert "data_analysts quota of 1 cores per worker" in out["error"]
+    assert "worker_cores=2 exceeds the data_analysts quota of 1 cores per worker" in out["error"]
+    out = checks("new", "bob", "worker_memory=3")
+    assert "worker_memory=3 GB exceeds the data_analysts quota of 2 GB per worker" in out["error"]
     out = checks("new", "bob")
     name = out["cluster"]
     scaled = checks("scale", "bob", name, "5")
@@ -162,6 +168,18 @@ def test_users_see_only_their_clusters_and_admins_all() -> None:
     finally:
         checks("stop", "alice", alices)
         checks("stop", "dave", bobs)
+
+
+def test_the_fleet_share_refusal_names_the_numbers() -> None:
+    # 25 % of the scenario's 16-core fleet is 4 cores: a scheduler and 3 workers fill it.
+    name = checks("new", "alice")["cluster"]
+    try:
+        assert checks("scale", "alice", name, "3")["ok"] is True
+        out = checks("new", "alice")
+        assert "user alice would use 5 cores; the quota is 4 cores per user (25% of the 16-core fleet)" in out["error"]
+        assert "4 already in use" in out["error"]
+    finally:
+        checks("stop", "alice", name)
 
 
 def test_the_third_cluster_of_a_user_is_refused() -> None:

@@ -316,9 +316,48 @@ def test_dave_is_an_admin_and_may_act_on_any_cluster(authenticator):
 
 
 def test_carol_is_refused_with_the_reason(authenticator):
-    with pytest.raises(web.HTTPForbidden) as exc:
+    with pytest.raises(web.HTTPUnprocessableEntity) as exc:
         run(authenticator.authenticate(Request(basic("carol", "Carol-Secret123"))))
     assert "none of the Dask platform groups" in exc.value.reason
+
+
+def test_the_stock_client_raises_the_refusal_reason(authenticator):
+    """dask_gateway.Gateway against dask-gateway-server's own routes and error handler: the
+    exception carol sees names the missing group, for every call, not a bare HTTP status."""
+    from dask_gateway import BasicAuth, Gateway
+    from dask_gateway_server.routes import default_routes
+
+    class Backend:
+        async def list_clusters(self, username=None, statuses=None):
+            return []
+
+    async def scenario():
+        app = web.Application()
+        app["authenticator"] = authenticator
+        app["backend"] = Backend()
+        app.add_routes(default_routes)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        errors = {}
+        try:
+            for user, password in [("carol", "Carol-Secret123"), ("alice", "Alice-Secret123")]:
+                async with Gateway(f"http://127.0.0.1:{port}", auth=BasicAuth(user, password), asynchronous=True) as gw:
+                    try:
+                        errors[user] = await gw.list_clusters()
+                    except Exception as exc:
+                        errors[user] = exc
+        finally:
+            await runner.cleanup()
+        return errors
+
+    out = run(scenario())
+    assert out["alice"] == []
+    assert isinstance(out["carol"], ValueError)
+    assert "user carol is in none of the Dask platform groups" in str(out["carol"])
+    assert "data_engineers" in str(out["carol"])
 
 
 @pytest.mark.parametrize("header", [basic("alice", "wrong"), basic("alice", ""), "", "Negotiate !!"])

@@ -35,6 +35,18 @@ class AuthError(Exception):
     """Credentials that do not prove who the caller is (401)."""
 
 
+def refusal(reason: str) -> web.HTTPException:
+    """The answer to an authenticated user the platform's rules refuse: 422 with the reason.
+
+    dask-gateway's error handler turns it into ``{"error": reason}``, and its client reads that
+    body only for 404, 409, 422 and 500 (a 403 becomes a bare ``ClientResponseError: 403,
+    message='Forbidden'``, the reason phrase being dropped by the proxy). 422 is also what
+    dask-gateway answers for its own quota refusals, so the client raises
+    ``ValueError(<reason>)`` for every refusal alike.
+    """
+    return web.HTTPUnprocessableEntity(reason=reason)
+
+
 class PlatformUser(User):
     """A user whose ``admin`` flag is honoured: admins see and stop every cluster."""
 
@@ -319,7 +331,7 @@ class FreeIPAAuthenticator(Authenticator):
             self.policy.limits_for(username, groups)
         except Refused as exc:
             self.log.info("Refused %s: %s", username, exc)
-            raise web.HTTPForbidden(reason=str(exc)) from None
+            raise refusal(str(exc)) from None
         user = PlatformUser(username, groups=groups, admin=self.policy.is_admin(groups))
         return user, out
 
