@@ -109,6 +109,12 @@ CASES = {
         "",
         ["must be two different ports", "dask_scheduler_dashboard_port"],
     ),
+    "gateway without its directory settings": (
+        "dask_gateway",
+        {},
+        "",
+        ["dask_gateway_ldap_uri", "dask_gateway_realm", "dask_gateway_start_services false"],
+    ),
     "unknown CA mode": (
         "dask_scheduler",
         {"dask_env_tls_ca_mode": "vault"},
@@ -133,3 +139,14 @@ def test_scheduler_from_inventory_group_passes_preflight(tmp_path: Path) -> None
     out = result.stdout + result.stderr
     assert "No scheduler address found" not in out
     assert "Check that a scheduler address can be found" in out
+
+
+def test_a_gateway_bake_needs_no_directory_settings(tmp_path: Path) -> None:
+    """dask_gateway_start_services false (a Packer bake): the preflight asks for no LDAP, realm or
+    fleet setting, so the run goes past it to the install."""
+    result = run_role(tmp_path, "dask_gateway", {"dask_gateway_start_services": False})
+    out = " ".join((result.stdout + result.stderr).split())
+    assert "Check the authentication settings (read when the gateway starts)" in out
+    assert "dask_gateway_ldap_uri" not in out
+    assert "Check the quotas" in out and "leave every user room" not in out
+    assert "Prepare the service user, packages and directories" in out

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 HOST = "dask-gateway"
+BAKE = "dask-gateway-bake"  # the role with dask_gateway_start_services: false, no runtime settings
 FQDN = "dask-gateway.dataplatform.test"
 URL = f"https://{FQDN}:8000"
 CA = "/tmp/dataplatform-ca.crt"  # a copy of /etc/dask/tls/ca.crt that users can read
@@ -21,9 +22,11 @@ PASSWORDS = {"alice": "Alice-Secret123", "bob": "Bob-Secret123", "carol": "Carol
 ALICE_UID = 1101
 
 
-def sh(cmd: str, stdin: str | None = None, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+def sh(
+    cmd: str, stdin: str | None = None, check: bool = True, timeout: int = 300, host: str = HOST
+) -> subprocess.CompletedProcess:
     res = subprocess.run(
-        ["docker", "exec", "-i", HOST, "sh", "-c", cmd],
+        ["docker", "exec", "-i", host, "sh", "-c", cmd],
         input=stdin,
         capture_output=True,
         text=True,
@@ -219,3 +222,25 @@ def test_an_idle_cluster_is_culled() -> None:
             break
         time.sleep(5)
     assert name not in checks("list", "alice")["clusters"]
+
+
+def test_a_baked_gateway_is_installed_and_waits_for_its_settings() -> None:
+    def bake(cmd: str, check: bool = True) -> str:
+        return sh(cmd, check=check, host=BAKE).stdout.strip()
+
+    # Installed: the gateway, its package and the Dask environment import.
+    assert bake(f"{PY} -c 'import dask_gateway_server, distributed, dataplatform_gateway.backend; print(1)'") == "1"
+    # Enabled, not started, and no secret baked into the image.
+    assert bake("systemctl is-enabled dask-gateway") == "enabled"
+    assert bake("systemctl is-active dask-gateway", check=False) == "inactive"
+    assert (
+        bake("ls /etc/dask-gateway/ldap-bind-password /var/lib/dask-gateway/encrypt-keys 2>&1", check=False).count(
+            "No such file"
+        )
+        == 2
+    )
+    # A boot of the image starts nothing that fails: the unit's condition holds it back.
+    bake("systemctl start dask-gateway")
+    assert bake("systemctl is-active dask-gateway", check=False) == "inactive"
+    props = set(bake("systemctl show dask-gateway -p ConditionResult -p Result").split())
+    assert props == {"Result=success", "ConditionResult=no"}
