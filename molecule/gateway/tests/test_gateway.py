@@ -45,9 +45,10 @@ def kinit(user: str) -> str:
     return cache
 
 
-def checks(action: str, user: str, *args: str, auth: str = "basic", cache: str = "") -> dict:
-    """Run a client action; with a ticket cache, as the Unix user themselves (Gateway() defaults)."""
-    env = f"SSL_CERT_FILE={CA} KRB5CCNAME=FILE:{cache}" if cache else f"SSL_CERT_FILE={CA}"
+def checks(action: str, user: str, *args: str, auth: str = "basic", cache: str = "", env: str = "") -> dict:
+    """Run a client action; with a ticket cache, as the Unix user themselves (Gateway() defaults).
+    TLS is verified against the system trust store, where the role's client tasks put the CA."""
+    env = f"{env} KRB5CCNAME=FILE:{cache}" if cache else env
     run_as = f"runuser -u {user} -- " if cache else ""
     cmd = f"cd /tmp && {run_as}env {env} {PY} {CHECKS} {action} {auth} {user} '{PASSWORDS.get(user, '')}' " + " ".join(
         args
@@ -113,6 +114,15 @@ def test_spnego_with_a_ticket_and_without() -> None:
     negotiate = f"curl -s --negotiate -u : --cacert {CA} -o /dev/null -w '%{{http_code}}' {URL}/api/v1/clusters/"
     assert sh(f"KRB5CCNAME=FILE:{cache} {negotiate}").stdout == "200"
     assert sh(f"KRB5CCNAME=FILE:/tmp/no-ticket {negotiate}").stdout == "401"
+
+
+def test_gateway_with_no_arguments_verifies_tls_with_the_system_trust_store() -> None:
+    cache = kinit("alice")
+    out = checks("list", "alice", auth="default", cache=cache)
+    assert "error" not in out and isinstance(out["clusters"], dict), out
+    # The control: without the system trust store, the same call fails verification.
+    out = checks("list", "alice", auth="default", cache=cache, env="SSL_CERT_FILE=/dev/null SSL_CERT_DIR=/nonexistent")
+    assert "CERTIFICATE_VERIFY_FAILED" in out["error"]
 
 
 def test_alice_with_a_ticket_runs_a_cluster_as_her_uid() -> None:
