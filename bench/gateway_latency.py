@@ -105,6 +105,7 @@ def start_gateway(kind: str, tmp: Path, ldap_uri: str) -> tuple[subprocess.Popen
         }
         policy = {
             "fleet_cores": 100_000,
+            "fleet_memory_gb": 100_000,
             "max_clusters_per_user": 10_000,
             "worker_memory_gb": 1,
             "scheduler_memory_gb": 1,

@@ -217,6 +217,42 @@ def test_concurrent_scale_requests_never_exceed_the_core_share():
     assert "at most 1 workers" in str(err)
 
 
+def test_concurrent_scale_requests_never_exceed_the_memory_share():
+    # Cores to spare (100), but 10 GB for alice: each cluster is a 1 GB scheduler + 2 GB workers.
+    b = QuotaBackend(policy_settings=dict(SETTINGS, fleet_cores=400, fleet_memory_gb=40))
+
+    async def main():
+        c1 = b.clusters[await b.start_cluster(ALICE, {})]
+        c2 = b.clusters[await b.start_cluster(ALICE, {})]
+        # 3 workers each: 7 GB per cluster, 14 GB for both > 10 GB: one must lose.
+        results = await asyncio.gather(
+            b.forward_message_to_scheduler(c1, {"op": "scale", "count": 3}),
+            b.forward_message_to_scheduler(c2, {"op": "scale", "count": 3}),
+            return_exceptions=True,
+        )
+        return results, (await b._usage("alice"))[1]
+
+    results, held = asyncio.run(main())
+    assert sum(r is None for r in results) == 1
+    (err,) = [r for r in results if isinstance(r, PublicException)]
+    assert "GB of memory; the quota is 10 GB per user (25% of the 40 GB fleet)" in str(err)
+    assert "at most 1 workers" in str(err)
+    assert held.memory_gb <= 10
+
+
+def test_a_new_cluster_past_the_memory_share_is_refused():
+    b = QuotaBackend(policy_settings=dict(SETTINGS, fleet_cores=400, fleet_memory_gb=32, max_clusters_per_user=5))
+
+    async def main():
+        c1 = b.clusters[await b.start_cluster(ALICE, {})]
+        await b.forward_message_to_scheduler(c1, {"op": "scale", "count": 3})  # 1 + 3 x 2 = 7 GB of 8
+        await b.start_cluster(ALICE, {})  # a second scheduler: 8 GB
+        return await b.start_cluster(ALICE, {})
+
+    with pytest.raises(PublicException, match=r"would use 9 GB of memory; the quota is 8 GB per user"):
+        asyncio.run(main())
+
+
 def test_a_group_quota_refusal_reaches_the_user():
     b = QuotaBackend(policy_settings=SETTINGS)
     with pytest.raises(PublicException, match="data_analysts quota of 1 cores per worker"):
@@ -257,3 +293,4 @@ def test_admins_list_everyone_and_users_only_their_own():
     asyncio.run(b.start_cluster(BOB, {}))
     assert asyncio.run(main(ALICE)) == ["alice"]
     assert asyncio.run(main(DAVE)) == ["alice", "bob"]
+

@@ -20,13 +20,13 @@ from dask_gateway_server.options import Float, Integer, Options
 from traitlets import Bool, Dict, default
 from traitlets import Integer as IntegerTrait
 
-from .policy import CURRENT_USER, Policy, Refused, cluster_cores
+from .policy import CURRENT_USER, Policy, Refused, Usage, cluster_usage, scheduler_usage, worker_usage
 
 ACTIVE = [ClusterStatus.PENDING, ClusterStatus.RUNNING]
 
 
 class PolicyBackendMixin(Backend):
-    """Per-group cluster sizes, per-user cluster count and core share, admin listings."""
+    """Per-group cluster sizes, per-user cluster count and core and memory share, admin listings."""
 
     policy_settings = Dict(help="The platform policy (dataplatform_gateway.policy.Policy settings).", config=True)
 
@@ -78,7 +78,8 @@ class PolicyBackendMixin(Backend):
     async def _usage(self, username, exclude=None):
         clusters = await super().list_clusters(username=username, statuses=ACTIVE)
         clusters = [c for c in clusters if c.name != exclude]
-        return clusters, sum(cluster_cores(c.config, self._targets.get(c.name, 0)) for c in clusters)
+        held = [cluster_usage(c.config, self._targets.get(c.name, 0)) for c in clusters]
+        return clusters, Usage(sum(u.cores for u in held), sum(u.memory_gb for u in held))
 
     async def list_clusters(self, username=None, statuses=None):
         user = CURRENT_USER.get()
@@ -90,7 +91,12 @@ class PolicyBackendMixin(Backend):
         async with self._quota_lock:
             clusters, in_use = await self._usage(user.name)
             try:
-                self.policy.check_new_cluster(user.name, len(clusters), in_use, self.policy.scheduler_cores)
+                self.policy.check_new_cluster(
+                    user.name,
+                    len(clusters),
+                    in_use,
+                    Usage(self.policy.scheduler_cores, self.policy.scheduler_memory_gb),
+                )
             except Refused as exc:
                 raise PublicException(str(exc)) from None
             name = await super().start_cluster(user, cluster_options)
@@ -102,18 +108,18 @@ class PolicyBackendMixin(Backend):
         if op in ("scale", "adapt"):
             async with self._quota_lock:
                 elsewhere = (await self._usage(cluster.username, exclude=cluster.name))[1]
-                sched = float(cluster.config.get("scheduler_cores", 1))
-                wcores = float(cluster.config.get("worker_cores", 1))
+                sched = scheduler_usage(cluster.config)
+                worker = worker_usage(cluster.config)
                 if op == "scale":
                     try:
-                        self.policy.check_scale(cluster.username, msg["count"], sched, wcores, elsewhere)
+                        self.policy.check_scale(cluster.username, msg["count"], sched, worker, elsewhere)
                     except Refused as exc:
                         raise PublicException(str(exc)) from None
                     self._targets[cluster.name] = msg["count"]
                 else:
                     msg = dict(
                         msg,
-                        maximum=self.policy.allowed_workers(cluster.username, msg["maximum"], sched, wcores, elsewhere),
+                        maximum=self.policy.allowed_workers(cluster.username, msg["maximum"], sched, worker, elsewhere),
                     )
                     msg["minimum"] = min(msg["minimum"], msg["maximum"])
         return await super().forward_message_to_scheduler(cluster, msg)
@@ -122,12 +128,12 @@ class PolicyBackendMixin(Backend):
         cluster = await super().get_cluster(cluster_name)
         if cluster is not None:
             elsewhere = (await self._usage(cluster.username, exclude=cluster_name))[1]
-            sched = float(cluster.config.get("scheduler_cores", 1))
-            wcores = float(cluster.config.get("worker_cores", 1))
-            allowed = self.policy.allowed_workers(cluster.username, msg["count"], sched, wcores, elsewhere)
+            sched = scheduler_usage(cluster.config)
+            worker = worker_usage(cluster.config)
+            allowed = self.policy.allowed_workers(cluster.username, msg["count"], sched, worker, elsewhere)
             if allowed < msg["count"]:
                 self.log.warning(
-                    "Cluster %s asked for %d workers, capped to %d by %s's core quota",
+                    "Cluster %s asked for %d workers, capped to %d by %s's share of the fleet",
                     cluster_name,
                     msg["count"],
                     allowed,

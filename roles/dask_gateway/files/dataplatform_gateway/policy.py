@@ -12,12 +12,24 @@ from __future__ import annotations
 import contextvars
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 GIB = 1024**3
 
 # The user of the request being handled, set by the authenticator. Backends read it
 # to widen listings for admins (dask-gateway passes them only a user name).
 CURRENT_USER: contextvars.ContextVar = contextvars.ContextVar("dataplatform_gateway_user", default=None)
+
+
+# Memory sizes go through bytes and back; compare with a little slack.
+EPSILON_GB = 1e-6
+
+
+class Usage(NamedTuple):
+    """What a user holds or asks for, summed over clusters."""
+
+    cores: float
+    memory_gb: float
 
 
 class Refused(Exception):
@@ -60,6 +72,8 @@ DEFAULT_SETTINGS = {
     "max_clusters_per_user": 2,
     "fleet_cores": 16,
     "user_max_core_fraction": 0.25,
+    "fleet_memory_gb": 64,
+    "user_max_memory_fraction": 0.25,
     "idle_timeout": 7200,
     "worker_cores": 1,
     "worker_memory_gb": 2,
@@ -94,6 +108,8 @@ class Policy:
         self.max_clusters_per_user = int(s["max_clusters_per_user"])
         self.fleet_cores = int(s["fleet_cores"])
         self.user_max_core_fraction = float(s["user_max_core_fraction"])
+        self.fleet_memory_gb = float(s["fleet_memory_gb"])
+        self.user_max_memory_fraction = float(s["user_max_memory_fraction"])
         self.idle_timeout = float(s["idle_timeout"])
         self.worker_cores = int(s["worker_cores"])
         self.worker_memory_gb = float(s["worker_memory_gb"])
@@ -166,43 +182,62 @@ class Policy:
     def user_max_cores(self) -> int:
         return math.floor(self.fleet_cores * self.user_max_core_fraction)
 
-    def check_new_cluster(
-        self, username: str, active_clusters: int, cores_in_use: float, new_cluster_cores: float
-    ) -> None:
-        """Refuse a new cluster past the per-user cluster count or core share."""
+    @property
+    def user_max_memory_gb(self) -> float:
+        return self.fleet_memory_gb * self.user_max_memory_fraction
+
+    def check_new_cluster(self, username: str, active_clusters: int, in_use: Usage, new_cluster: Usage) -> None:
+        """Refuse a new cluster past the per-user cluster count, core share or memory share."""
         if active_clusters >= self.max_clusters_per_user:
             raise Refused(
                 f"user {username} already runs {active_clusters} clusters; "
                 f"the quota is {self.max_clusters_per_user} clusters per user: "
                 "shut one down first"
             )
-        if cores_in_use + new_cluster_cores > self.user_max_cores:
-            raise Refused(self._core_quota_message(username, cores_in_use, new_cluster_cores))
+        self._check_share(username, in_use, new_cluster)
 
-    def allowed_workers(
-        self, username: str, requested: int, scheduler_cores: float, worker_cores: float, cores_elsewhere: float
-    ) -> int:
-        """Workers one cluster may have given the user's cores in their other clusters."""
-        free = self.user_max_cores - cores_elsewhere - scheduler_cores
-        return max(0, min(int(requested), int(free // worker_cores)))
+    def allowed_workers(self, username: str, requested: int, base: Usage, worker: Usage, elsewhere: Usage) -> int:
+        """Workers one cluster (``base``: its scheduler) may have given the user's other clusters."""
+        by_cores = (self.user_max_cores - elsewhere.cores - base.cores) // worker.cores
+        by_memory = (self.user_max_memory_gb - elsewhere.memory_gb - base.memory_gb + EPSILON_GB) // worker.memory_gb
+        return max(0, min(int(requested), int(by_cores), int(by_memory)))
 
-    def check_scale(
-        self, username: str, requested: int, scheduler_cores: float, worker_cores: float, cores_elsewhere: float
-    ) -> None:
-        allowed = self.allowed_workers(username, requested, scheduler_cores, worker_cores, cores_elsewhere)
+    def check_scale(self, username: str, requested: int, base: Usage, worker: Usage, elsewhere: Usage) -> None:
+        allowed = self.allowed_workers(username, requested, base, worker, elsewhere)
         if allowed < requested:
+            asked = Usage(base.cores + requested * worker.cores, base.memory_gb + requested * worker.memory_gb)
+            try:
+                self._check_share(username, elsewhere, asked)
+            except Refused as exc:
+                raise Refused(f"{exc}; this cluster may have at most {allowed} workers") from None
+            raise Refused(f"user {username}'s share of the fleet allows this cluster at most {allowed} workers")
+
+    def _check_share(self, username: str, in_use: Usage, asked: Usage) -> None:
+        if in_use.cores + asked.cores > self.user_max_cores:
             raise Refused(
-                self._core_quota_message(username, cores_elsewhere, scheduler_cores + requested * worker_cores)
-                + f"; this cluster may have at most {allowed} workers"
+                f"user {username} would use {in_use.cores + asked.cores:g} cores; the quota is "
+                f"{self.user_max_cores} cores per user ({self.user_max_core_fraction:.0%} of the "
+                f"{self.fleet_cores}-core fleet), {in_use.cores:g} already in use"
+            )
+        if in_use.memory_gb + asked.memory_gb > self.user_max_memory_gb + EPSILON_GB:
+            raise Refused(
+                f"user {username} would use {in_use.memory_gb + asked.memory_gb:g} GB of memory; the quota is "
+                f"{self.user_max_memory_gb:g} GB per user ({self.user_max_memory_fraction:.0%} of the "
+                f"{self.fleet_memory_gb:g} GB fleet), {in_use.memory_gb:g} GB already in use"
             )
 
-    def _core_quota_message(self, username, in_use, asked):
-        return (
-            f"user {username} would use {in_use + asked:g} cores; the quota is {self.user_max_cores} cores per user "
-            f"({self.user_max_core_fraction:.0%} of the {self.fleet_cores}-core fleet), {in_use:g} already in use"
-        )
+
+def cluster_usage(config: dict, workers: int) -> Usage:
+    """Cores and memory a cluster holds: its scheduler plus its target number of workers."""
+    return Usage(
+        float(config.get("scheduler_cores", 1)) + workers * float(config.get("worker_cores", 1)),
+        (float(config.get("scheduler_memory", GIB)) + workers * float(config.get("worker_memory", 2 * GIB))) / GIB,
+    )
 
 
-def cluster_cores(config: dict, workers: int) -> float:
-    """Cores a cluster holds: its scheduler plus its target number of workers."""
-    return float(config.get("scheduler_cores", 1)) + workers * float(config.get("worker_cores", 1))
+def scheduler_usage(config: dict) -> Usage:
+    return cluster_usage(config, 0)
+
+
+def worker_usage(config: dict) -> Usage:
+    return Usage(float(config.get("worker_cores", 1)), float(config.get("worker_memory", 2 * GIB)) / GIB)
