@@ -41,6 +41,23 @@ def compute(client) -> dict:
     return {"array_sum": total, "array_expected": 999_999 * 1_000_000 // 2, "squares": squares}
 
 
+def home_roundtrip(client) -> dict:
+    """A task writes a file in the user's home (~) and the next one reads it back."""
+
+    def write():
+        path = os.path.expanduser("~/written-by-dask.txt")
+        with open(path, "w") as f:
+            f.write(f"uid {os.getuid()}")
+        return path
+
+    def read(path):
+        with open(path) as f:
+            return f.read()
+
+    path = client.submit(write, pure=False).result()
+    return {"home_file": path, "home_read": client.submit(read, path, pure=False).result()}
+
+
 def wait_workers(client, n: int, timeout: float = 120) -> int:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -77,6 +94,8 @@ def main(argv: list[str]) -> dict:
                 out["workers"] = wait_workers(client, workers)
                 out.update(compute(client))
                 out.update(identities(client))
+                if auth == "default":
+                    out.update(home_roundtrip(client))
             out["dashboard"] = link = cluster.dashboard_link
             if auth == "basic":
                 # Dashboards sit behind the gateway's authentication and the owner check.

@@ -78,6 +78,7 @@ def test_service_is_hardened_root_with_private_state() -> None:
     assert "NoNewPrivileges=yes" in props
     assert "ProtectSystem=strict" in props
     assert "KillMode=process" in props
+    assert "ProtectHome=no" in props  # users' clusters are its children: they need their homes
     assert sh("stat -c '%a %U' /var/lib/dask-gateway/encrypt-keys /etc/dask-gateway/ldap-bind-password").stdout.split(
         "\n"
     )[:2] == [
@@ -127,6 +128,7 @@ def test_gateway_with_no_arguments_verifies_tls_with_the_system_trust_store() ->
 
 def test_alice_with_a_ticket_runs_a_cluster_as_her_uid() -> None:
     cache = kinit("alice")
+    sh("mkdir -p /home/alice && chown alice: /home/alice && chmod 0700 /home/alice")  # as pam_mkhomedir
     out = checks("session", "alice", "2", auth="default", cache=cache)  # Gateway() with no arguments
     assert out["workers"] == 2
     assert out["array_sum"] == out["array_expected"]
@@ -136,6 +138,10 @@ def test_alice_with_a_ticket_runs_a_cluster_as_her_uid() -> None:
     data_engineers = int(sh("getent group data_engineers | cut -d: -f3").stdout)
     assert data_engineers in out["scheduler"]["groups"]  # sssd groups, through getgrouplist
     assert 0 not in out["scheduler"]["groups"]
+    # Her cluster uses her home (~), which the service's hardening must not hide.
+    assert out["home_file"] == "/home/alice/written-by-dask.txt"
+    assert out["home_read"] == f"uid {ALICE_UID}"
+    assert sh("stat -c '%u' /home/alice/written-by-dask.txt").stdout.strip() == str(ALICE_UID)
 
 
 def test_alice_with_her_password_runs_a_cluster() -> None:

@@ -294,3 +294,10 @@ def test_admins_list_everyone_and_users_only_their_own():
     assert asyncio.run(main(ALICE)) == ["alice"]
     assert asyncio.run(main(DAVE)) == ["alice", "bob"]
 
+
+def test_home_is_the_users_home_once_it_exists(tmp_path):
+    home = tmp_path / "home" / "alice"
+    pw = SimpleNamespace(pw_dir=str(home))
+    assert backend_mod.user_home(pw, "/var/lib/dask-gateway/clusters/c1") == "/var/lib/dask-gateway/clusters/c1"
+    home.mkdir(parents=True)
+    assert backend_mod.user_home(pw, "/var/lib/dask-gateway/clusters/c1") == str(home)

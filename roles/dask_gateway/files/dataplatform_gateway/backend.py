@@ -158,6 +158,14 @@ def user_identity(username, min_uid=1000):
     return pw, os.getgrouplist(username, pw.pw_gid)
 
 
+def user_home(pw, workdir):
+    """HOME for a user's cluster: their home directory (``~`` in their code), or the cluster's
+    working directory while the home does not exist yet (no first login made it)."""
+    if pw.pw_dir and os.path.isdir(pw.pw_dir):
+        return pw.pw_dir
+    return workdir or pw.pw_dir
+
+
 class PlatformLocalBackend(PolicyBackendMixin, LocalBackend):
     """LocalBackend fixed: processes run as the user's uid with all their groups.
 
@@ -195,7 +203,7 @@ class PlatformLocalBackend(PolicyBackendMixin, LocalBackend):
     def get_env(self, cluster):
         env = super().get_env(cluster)
         pw = pwd.getpwnam(cluster.username)
-        env.update(HOME=cluster.state.get("workdir", pw.pw_dir), LOGNAME=cluster.username)
+        env.update(HOME=user_home(pw, cluster.state.get("workdir")), USER=cluster.username, LOGNAME=cluster.username)
         return env
 
     def setup_working_directory(self, cluster):
