@@ -149,4 +149,6 @@ def test_a_gateway_bake_needs_no_directory_settings(tmp_path: Path) -> None:
     assert "Check the authentication settings (read when the gateway starts)" in out
     assert "dask_gateway_ldap_uri" not in out
     assert "Check the quotas" in out and "leave every user room" not in out
+    # ... through the install and the configuration, which write nothing that needs them.
     assert "Prepare the service user, packages and directories" in out
+    assert "Install the dask-gateway unit" in out
