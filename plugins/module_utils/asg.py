@@ -20,8 +20,13 @@ try:
 except ImportError:
     pass  # AnsibleAWSModule reports the missing dependency
 
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
-from ansible_collections.amazon.aws.plugins.module_utils.waiter import custom_waiter_config
+try:
+    from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+    from ansible_collections.amazon.aws.plugins.module_utils.waiter import custom_waiter_config
+except ImportError:
+    # Outside Ansible: the Slurm fleet hooks (roles/slurm_controller/files/slurm_fleet.py) run
+    # on the controller node with boto3 only and use the pure helpers below.
+    AWSRetry = custom_waiter_config = None
 
 # Throttling and the short-lived "a scaling activity is running" conflicts are worth
 # retrying; everything else is reported at once.
