@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+from .tls import use_ec_cluster_keys
+
 
 def load(path: str) -> dict:
     with open(path, encoding="utf-8") as f:
@@ -23,6 +25,8 @@ def read_keys(path: str) -> list[str]:
 
 def configure(c, path: str) -> dict:
     s = load(path)
+    # Clusters' self-signed credentials on P-256, not RSA-2048 generated in the event loop.
+    use_ec_cluster_keys()
     gw = s["gateway"]
     c.DaskGateway.address = gw["api_address"]
     c.DaskGateway.log_level = gw.get("log_level", "INFO")
