@@ -57,6 +57,11 @@ def checks(action: str, user: str, *args: str, auth: str = "basic", cache: str =
     return json.loads(out.strip().splitlines()[-1])
 
 
+def scheduler_pid(uid: int) -> str:
+    """A user's scheduler: named dask-scheduler when forked by the launcher, `dask scheduler` when spawned."""
+    return sh(f"{{ pgrep -u {uid} -x dask-scheduler; pgrep -u {uid} -f 'dask scheduler'; }} | head -1").stdout.strip()
+
+
 def curl(args: str) -> tuple[int, str]:
     res = sh(f"curl -s --cacert {CA} -o /tmp/body -w '%{{http_code}}' {args}; echo; cat /tmp/body", check=False)
     code, _sep, body = res.stdout.partition("\n")
@@ -214,7 +219,8 @@ def test_the_third_cluster_of_a_user_is_refused() -> None:
 def test_a_restart_keeps_alices_cluster() -> None:
     out = checks("session", "alice", "1", "keep")
     name = out["cluster"]
-    pid = sh(f"pgrep -u {ALICE_UID} -f 'dask scheduler' | head -1").stdout.strip()
+    pid = scheduler_pid(ALICE_UID)
+    assert pid
     try:
         sh("systemctl restart dask-gateway")
         deadline = time.time() + 60
@@ -224,7 +230,7 @@ def test_a_restart_keeps_alices_cluster() -> None:
         again = checks("compute", "alice", name)
         assert again["array_sum"] == again["array_expected"]
         assert again["scheduler"]["uid"] == ALICE_UID
-        assert sh(f"pgrep -u {ALICE_UID} -f 'dask scheduler' | head -1").stdout.strip() == pid
+        assert scheduler_pid(ALICE_UID) == pid
     finally:
         checks("stop", "alice", name)
 

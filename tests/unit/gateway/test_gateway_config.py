@@ -52,6 +52,8 @@ def test_configure_pins_commands_state_and_tls(tmp_path):
     assert b.db_url.startswith("sqlite:////var/lib/dask-gateway/")
     assert b.db_encrypt_keys == ["a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U="]
     assert c.FreeIPAAuthenticator.auth_settings["realm"] == "DATAPLATFORM.TEST"
+    assert b.launcher == "zygote"
+    assert b.launcher_dask_command == "/opt/dask/venv-2026.8.0/bin/dask"
 
 
 def test_the_backend_accepts_the_configuration(tmp_path):
@@ -63,3 +65,16 @@ def test_the_backend_accepts_the_configuration(tmp_path):
     assert b.stop_clusters_on_shutdown is False
     assert b.policy.user_max_cores == 4
     assert b.clusters_directory == "/var/lib/dask-gateway/clusters"
+    assert b.launcher == "zygote"
+
+
+def test_the_stock_launch_is_one_setting_away(tmp_path):
+    from dataplatform_gateway.backend import PlatformLocalBackend
+
+    path = settings(tmp_path)
+    s = json.loads(open(path).read())
+    s["gateway"]["launcher"] = "spawn"
+    open(path, "w").write(json.dumps(s))
+    c = Config()
+    configure(c, path)
+    assert PlatformLocalBackend(config=c).launcher == "spawn"

@@ -10,14 +10,17 @@ clusters over the worker fleet takes it unchanged: ``class FleetBackend(PolicyBa
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pwd
+import socket
+import sys
 
 from dask_gateway_server.backends.base import Backend, PublicException
 from dask_gateway_server.backends.local import LocalBackend
 from dask_gateway_server.models import ClusterStatus
 from dask_gateway_server.options import Float, Integer, Options
-from traitlets import Bool, Dict, default
+from traitlets import Bool, Dict, Enum, Unicode, default
 from traitlets import Integer as IntegerTrait
 
 from .policy import CURRENT_USER, Policy, Refused, Usage, cluster_usage, scheduler_usage, worker_usage
@@ -166,7 +169,144 @@ def user_home(pw, workdir):
     return workdir or pw.pw_dir
 
 
-class PlatformLocalBackend(PolicyBackendMixin, LocalBackend):
+class LauncherMixin(LocalBackend):
+    """Start schedulers and workers through the pre-imported launcher (``launcher.py``).
+
+    ``launcher = "zygote"`` sends each ``dask scheduler``/``dask worker`` start to the launcher,
+    which forks it with distributed already imported; ``"spawn"`` (or any other command) takes
+    the stock path, a fresh process. The pid that comes back is tracked exactly as the stock
+    one (status checks, signals on stop), so clusters survive a restart of the gateway either way.
+    """
+
+    launcher = Enum(["zygote", "spawn"], "zygote", help="How clusters' processes start.", config=True)
+    launcher_dask_command = Unicode(
+        help="The dask command the launcher runs in-process (the ClusterConfig commands' first word).", config=True
+    )
+    launcher_allow_self = Bool(
+        False, help="Let the launcher run processes as its own user (benchmarks; never in production).", config=True
+    )
+    launcher_start_timeout = IntegerTrait(120, help="Seconds the launcher may take to import.", config=True)
+    min_uid = IntegerTrait(1000, help="Lowest uid that may own a cluster.", config=True)
+
+    @default("launcher_dask_command")
+    def _default_launcher_dask_command(self):
+        return os.path.join(os.path.dirname(sys.executable), "dask")
+
+    def launch_identity(self, cluster):
+        """(uid, gid, supplementary gids) the cluster's processes run as."""
+        pw, groups = user_identity(cluster.username, self.min_uid)
+        return pw.pw_uid, pw.pw_gid, groups
+
+    def _zygote_wanted(self, cmd):
+        return (
+            self.launcher == "zygote"
+            and len(cmd) >= 2
+            and cmd[0] == self.launcher_dask_command
+            and cmd[1] in ("scheduler", "worker")
+        )
+
+    async def _zygote_start(self):
+        parent, child = socket.socketpair()
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+        argv = [
+            sys.executable,
+            "-m",
+            "dataplatform_gateway.launcher",
+            "--fd",
+            str(child.fileno()),
+            "--dask-command",
+            self.launcher_dask_command,
+            "--min-uid",
+            str(self.min_uid),
+        ]
+        if self.launcher_allow_self:
+            argv.append("--allow-self")
+        try:
+            proc = await asyncio.create_subprocess_exec(*argv, pass_fds=[child.fileno()], env=env)
+        finally:
+            child.close()
+        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
+        try:
+            line = await asyncio.wait_for(reader.readline(), self.launcher_start_timeout)
+        except asyncio.TimeoutError:
+            line = b""
+        if json.loads(line or b"{}").get("ready") is not True:
+            writer.close()
+            proc.kill()
+            await proc.wait()
+            raise RuntimeError("the cluster launcher did not start (see the gateway's log)")
+        self.log.info("Cluster launcher started (pid %d): schedulers and workers fork pre-imported", proc.pid)
+        self._dp_zygote = (proc, reader, writer)
+
+    async def _zygote_call(self, req):
+        if getattr(self, "_dp_zygote_lock", None) is None:
+            self._dp_zygote_lock = asyncio.Lock()
+        async with self._dp_zygote_lock:
+            for attempt in (1, 2):
+                if getattr(self, "_dp_zygote", None) is None:
+                    await self._zygote_start()
+                _proc, reader, writer = self._dp_zygote
+                try:
+                    writer.write(json.dumps(req).encode() + b"\n")
+                    await writer.drain()
+                    line = await reader.readline()
+                except (ConnectionError, OSError):
+                    line = b""
+                if line:
+                    return json.loads(line)
+                self.log.warning("The cluster launcher went away; starting it again (attempt %d)", attempt)
+                await self._zygote_stop()
+        raise RuntimeError("the cluster launcher keeps failing")
+
+    async def _zygote_stop(self):
+        zygote, self._dp_zygote = getattr(self, "_dp_zygote", None), None
+        if zygote is None:
+            return
+        proc, _reader, writer = zygote
+        writer.close()  # the launcher exits when its socket closes; its children stay
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    async def start_process(self, cluster, cmd, env, name):
+        if not self._zygote_wanted(cmd):
+            return await super().start_process(cluster, cmd, env, name)
+        uid, gid, groups = self.launch_identity(cluster)
+        workdir = cluster.state["workdir"]
+        req = {
+            "argv": list(cmd),
+            "env": env,
+            "uid": uid,
+            "gid": gid,
+            "groups": list(groups),
+            "cwd": workdir,
+            "log": os.path.join(self.get_logs_directory(workdir), name + ".log"),
+        }
+        reply = await self._zygote_call(req)
+        if "pid" not in reply:
+            raise RuntimeError(f"the cluster launcher refused {cmd[:2]}: {reply.get('error')}")
+        return reply["pid"]
+
+    async def setup(self, app):
+        await super().setup(app)
+        if self.launcher == "zygote":
+            # Import once now, not on the first user's clock; a failure here is retried on use.
+            try:
+                await self._zygote_start()
+            except Exception as exc:
+                self.log.error("Cannot start the cluster launcher yet: %s", exc)
+
+    async def cleanup(self):
+        try:
+            await super().cleanup()
+        finally:
+            await self._zygote_stop()
+
+
+class PlatformLocalBackend(PolicyBackendMixin, LauncherMixin, LocalBackend):
     """LocalBackend fixed: processes run as the user's uid with all their groups.
 
     Fixes over the stock backend: ``setup_working_directory`` chowns exactly the working
@@ -175,8 +315,6 @@ class PlatformLocalBackend(PolicyBackendMixin, LocalBackend):
     ``setgroups`` stops the launch instead of running with root's groups, and system
     accounts never get clusters.
     """
-
-    min_uid = IntegerTrait(1000, help="Lowest uid that may own a cluster.", config=True)
 
     async def start_cluster(self, user, cluster_options):
         user_identity(user.name, self.min_uid)

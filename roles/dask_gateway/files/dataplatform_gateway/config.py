@@ -56,6 +56,10 @@ def configure(c, path: str) -> dict:
     backend.worker_status_period = float(gw.get("status_period", 30))
     backend.cluster_heartbeat_period = int(gw.get("heartbeat_period", 15))
     backend.min_uid = int(gw.get("min_uid", 1000))
+    # Schedulers and workers fork from a pre-imported launcher ("zygote"), or start as fresh
+    # processes ("spawn", the stock path).
+    backend.launcher = gw.get("launcher", "zygote")
+    backend.launcher_dask_command = gw["dask_command"]
 
     c.ClusterConfig.scheduler_cmd = [gw["dask_command"], "scheduler"]
     c.ClusterConfig.worker_cmd = [gw["dask_command"], "worker"]
