@@ -1,0 +1,174 @@
+"""dask-gateway's SlurmBackend for the platform's Slurm fleet (issue #9).
+
+What upstream's SlurmBackend lacks here:
+
+* one ``partition`` for everything: per-user schedulers belong on the scheduler node's
+  partition (long-lived, never on an instance the fleet may terminate), workers on the fleet's;
+* ``dask-scheduler``/``dask-worker`` commands: the platform runs ``dask scheduler``/``dask worker``
+  from the pinned environment;
+* 60 s start timeouts: a job queued behind others is cancelled and resubmitted every minute,
+  losing its place in the queue; here the timeouts are long and the queue decides;
+* a bare PENDING: while a job waits, Slurm's reason and its position among the partition's
+  pending jobs are kept per job (``pending``) and logged whenever they change, for the gateway to
+  report to the client.
+
+Status polling runs as the gateway's service user, a Slurm operator (PrivateData hides other
+users' jobs from everyone else).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from dask_gateway_server.backends.jobqueue.slurm import SlurmBackend, SlurmClusterConfig
+from dask_gateway_server.traitlets import Type
+from traitlets import Unicode, default
+
+DASK = "/opt/dask/current/bin/dask"
+PENDING_STATE = "PD"
+ALIVE_STATES = ("R", "CG", "PD", "CF")
+
+
+class PlatformSlurmClusterConfig(SlurmClusterConfig):
+    """Cluster options on the platform's Slurm: separate scheduler and worker partitions."""
+
+    scheduler_partition = Unicode("schedulers", help="Partition of the cluster's scheduler job.", config=True)
+    worker_partition = Unicode("workers", help="Partition of the cluster's worker jobs.", config=True)
+
+    @default("scheduler_cmd")
+    def _default_scheduler_cmd(self):
+        return [DASK, "scheduler"]
+
+    @default("worker_cmd")
+    def _default_worker_cmd(self):
+        return [DASK, "worker"]
+
+    @default("staging_directory")
+    def _default_staging_directory(self):
+        # The user's home on EFS: every node sees it, so the TLS files reach the workers.
+        return "{home}/.dask-gateway/"
+
+
+def queue_positions(stdout):
+    """``squeue -t PD -p P --sort=-p,i -o %i`` (highest priority first) -> {job_id: 1-based position}."""
+    ids = [line.strip() for line in stdout.splitlines() if line.strip()]
+    return {job_id: n for n, job_id in enumerate(ids, start=1)}
+
+
+def describe_pending(reason, position, partition):
+    """The message a waiting user sees, for example 'waiting for Slurm: Resources (2nd in workers)'."""
+    text = {
+        "Resources": "the fleet is full",
+        "Priority": "higher-priority jobs are ahead",
+        "QOSMaxCpuPerUserLimit": "your clusters already use your CPU share",
+        "QOSMaxMemoryPerUser": "your clusters already use your memory share",
+        "None": "being scheduled",
+    }.get(reason, reason)
+    where = f"position {position} in partition {partition}" if position else f"partition {partition}"
+    return f"waiting for Slurm: {text} ({reason}; {where})"
+
+
+class PlatformSlurmBackend(SlurmBackend):
+    """SlurmBackend with scheduler/worker partitions, long start timeouts and pending reasons."""
+
+    cluster_config_class = Type(
+        "dataplatform_gateway.slurm_backend.PlatformSlurmClusterConfig",
+        klass="dask_gateway_server.backends.base.ClusterConfig",
+        help="The cluster config class to use",
+        config=True,
+    )
+
+    # Long enough for a queued job: the queue, not a timer, decides when it starts.
+    @default("cluster_start_timeout")
+    def _default_cluster_start_timeout(self):
+        return 24 * 3600.0
+
+    @default("worker_start_timeout")
+    def _default_worker_start_timeout(self):
+        return 24 * 3600.0
+
+    # One squeue for all jobs per period: a waiting user's reason and position stay current, and a
+    # job Slurm lost is noticed within seconds rather than upstream's 30.
+    @default("cluster_status_period")
+    def _default_cluster_status_period(self):
+        return 5.0
+
+    @default("worker_status_period")
+    def _default_worker_status_period(self):
+        return 5.0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # job id -> {"reason": ..., "position": ..., "partition": ..., "message": ...}
+        self.pending = {}
+
+    # --- submission -------------------------------------------------------------------------
+
+    def get_submit_cmd_env_stdin(self, cluster, worker=None):
+        cmd, env, script = super().get_submit_cmd_env_stdin(cluster, worker)
+        partition = cluster.config.worker_partition if worker else cluster.config.scheduler_partition
+        cmd = [arg for arg in cmd if not arg.startswith("--partition=")]
+        if partition:
+            cmd.insert(2, "--partition=" + partition)
+        kind = "worker" if worker else "scheduler"
+        cmd = [("--job-name=dask-" + kind) if arg == "--job-name=dask-gateway" else arg for arg in cmd]
+        return cmd, env, script
+
+    # --- status -----------------------------------------------------------------------------
+
+    def get_status_cmd_env(self, job_ids):
+        cmd = [self.status_command, "-h", "--jobs=" + ",".join(job_ids), "-o", "%i|%t|%r|%P"]
+        return cmd, {}
+
+    def parse_job_states(self, stdout):
+        states = {}
+        self._last_status = {}
+        for line in stdout.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) < 3 or not parts[0]:
+                continue
+            job_id, state, reason = parts[0], parts[1], parts[2]
+            partition = parts[3] if len(parts) > 3 else ""
+            states[job_id] = state in ALIVE_STATES
+            self._last_status[job_id] = (state, reason, partition)
+        return states
+
+    async def check_jobs(self, job_ids):
+        states = await super().check_jobs(job_ids)
+        status = getattr(self, "_last_status", {})
+        waiting = {j: s for j, s in status.items() if s[0] == PENDING_STATE}
+        for job_id in list(self.pending):
+            if job_id not in waiting:
+                self.pending.pop(job_id)
+        partitions = sorted({s[2] for s in waiting.values()})
+        positions = {}
+        for partition in partitions:
+            positions.update(await self._positions(partition))
+        for job_id, (_state, reason, partition) in waiting.items():
+            info = {"reason": reason, "position": positions.get(job_id), "partition": partition}
+            info["message"] = describe_pending(reason, info["position"], partition)
+            if self.pending.get(job_id, {}).get("message") != info["message"]:
+                self.log.info("Slurm job %s: %s", job_id, info["message"])
+            self.pending[job_id] = info
+        return states
+
+    async def _positions(self, partition):
+        cmd = [self.status_command, "-h", "-t", "PD", "-p", partition, "--sort=-p,i", "-o", "%i"]
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        stdout, _stderr = await proc.communicate()
+        if proc.returncode != 0:
+            return {}
+        return queue_positions(stdout.decode("utf8", "replace"))
+
+    def pending_report(self, cluster):
+        """What the client should see for a cluster that waits in Slurm's queue, or None."""
+        job_id = cluster.state.get("job_id") if cluster.state else None
+        if job_id in self.pending:
+            return dict(self.pending[job_id], job="scheduler")
+        for worker in getattr(cluster, "workers", {}).values():
+            wid = worker.state.get("job_id") if worker.state else None
+            if wid in self.pending:
+                return dict(self.pending[wid], job="worker " + worker.name)
+        return None

@@ -1,0 +1,124 @@
+"""PlatformSlurmBackend: partitions per job kind, dask commands, long start timeouts, and the
+pending reason and queue position a waiting user is shown (against a fake squeue)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import sys
+from types import SimpleNamespace
+
+import pytest
+from dataplatform_gateway.slurm_backend import (
+    DASK,
+    PlatformSlurmBackend,
+    PlatformSlurmClusterConfig,
+    describe_pending,
+    queue_positions,
+)
+
+ME = pwd.getpwuid(os.getuid()).pw_name
+
+
+@pytest.fixture
+def backend(monkeypatch):
+    b = PlatformSlurmBackend()
+    monkeypatch.setattr(b, "get_scheduler_command", lambda c: [*c.config.scheduler_cmd, "--protocol", "tls"])
+    monkeypatch.setattr(b, "get_worker_command", lambda c, name: [*c.config.worker_cmd, "tls://s:1", "--name", name])
+    monkeypatch.setattr(b, "get_scheduler_env", lambda c: {"DASK_GATEWAY_API_TOKEN": "t"})
+    monkeypatch.setattr(b, "get_worker_env", lambda c: {"DASK_GATEWAY_API_TOKEN": "t"})
+    return b
+
+
+def cluster(**config):
+    return SimpleNamespace(name="c1", username=ME, config=PlatformSlurmClusterConfig(**config), state={}, workers={})
+
+
+def test_defaults_run_dask_commands_with_long_start_timeouts(backend):
+    config = PlatformSlurmClusterConfig()
+    assert config.scheduler_cmd == [DASK, "scheduler"]
+    assert config.worker_cmd == [DASK, "worker"]
+    assert (config.scheduler_partition, config.worker_partition) == ("schedulers", "workers")
+    assert config.staging_directory == "{home}/.dask-gateway/"
+    # A queued job must not be cancelled and resubmitted every minute.
+    assert backend.cluster_start_timeout >= 3600
+    assert backend.worker_start_timeout >= 3600
+    assert backend.cluster_status_period <= 5
+
+
+def test_scheduler_and_workers_go_to_their_own_partitions(backend):
+    c = cluster()
+    cmd, _env, script = backend.get_submit_cmd_env_stdin(c)
+    assert "--partition=schedulers" in cmd
+    assert "--job-name=dask-scheduler" in cmd
+    assert f"{DASK} scheduler --protocol tls" in script
+    cmd, _env, script = backend.get_submit_cmd_env_stdin(c, SimpleNamespace(name="w1"))
+    assert "--partition=workers" in cmd
+    assert not any(a == "--partition=schedulers" for a in cmd)
+    assert "--job-name=dask-worker" in cmd
+    assert f"{DASK} worker tls://s:1 --name w1" in script
+    assert cmd[:2] == [backend.submit_command, "--parsable"]
+
+
+def test_partitions_are_configurable(backend):
+    cmd, _env, _script = backend.get_submit_cmd_env_stdin(cluster(scheduler_partition="sched2"))
+    assert [a for a in cmd if a.startswith("--partition=")] == ["--partition=sched2"]
+
+
+def test_queue_positions_follow_squeues_priority_order():
+    assert queue_positions("17\n12\n\n30\n") == {"17": 1, "12": 2, "30": 3}
+
+
+@pytest.mark.parametrize(
+    ("reason", "position", "expected"),
+    [
+        ("Resources", 2, "waiting for Slurm: the fleet is full (Resources; position 2 in partition workers)"),
+        (
+            "Priority",
+            5,
+            "waiting for Slurm: higher-priority jobs are ahead (Priority; position 5 in partition workers)",
+        ),
+        (
+            "QOSMaxCpuPerUserLimit",
+            None,
+            "waiting for Slurm: your clusters already use your CPU share (QOSMaxCpuPerUserLimit; partition workers)",
+        ),
+    ],
+)
+def test_pending_messages_name_slurms_reason(reason, position, expected):
+    assert describe_pending(reason, position, "workers") == expected
+
+
+FAKE_SQUEUE = """import sys
+args = sys.argv[1:]
+if "-t" in args:
+    print("9\\n11\\n10")
+else:
+    print("10|PD|Resources|workers")
+    print("11|PD|Priority|workers")
+    print("12|R|None|schedulers")
+"""
+
+
+def test_check_jobs_keeps_reason_and_position_of_waiting_jobs(backend, tmp_path, caplog):
+    fake = tmp_path / "squeue"
+    fake.write_text(f"#!{sys.executable}\n" + FAKE_SQUEUE)
+    fake.chmod(0o755)
+    backend.status_command = str(fake)
+    states = asyncio.run(backend.check_jobs(["10", "11", "12", "13"]))
+    assert states == {"10": True, "11": True, "12": True}  # 13 is gone: not alive
+    assert backend.pending["10"]["position"] == 3
+    assert backend.pending["11"]["reason"] == "Priority"
+    assert "12" not in backend.pending
+    c = cluster()
+    c.state = {"job_id": "12"}
+    c.workers = {"w1": SimpleNamespace(name="w1", state={"job_id": "10"})}
+    report = backend.pending_report(c)
+    assert report["job"] == "worker w1"
+    assert report["message"] == "waiting for Slurm: the fleet is full (Resources; position 3 in partition workers)"
+    # Once nothing waits any more, nothing is reported.
+    fake.write_text(f"#!{sys.executable}\nprint('10|R|None|workers')\n")
+    asyncio.run(backend.check_jobs(["10"]))
+    assert backend.pending == {}
+    assert backend.pending_report(c) is None
