@@ -1,0 +1,214 @@
+"""Behaviour of the Slurm foundation: Dask runs as the user on the fleet, the queue orders and
+limits users, accounting counts CPU time, and a lost node's job is requeued elsewhere.
+
+Everything waits on a state (a job RUNNING, a node DOWN), never on elapsed time alone.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+CTL = "slurm-ctl"
+FLEET = ["slurm-node1", "slurm-node2"]
+VENV = "/opt/dask/current/bin"
+HERE = Path(__file__).resolve().parent
+# Upper bounds for waiting on a state; a test fails only when the state never comes.
+PATIENCE = 180
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=300)
+
+
+def sh(host: str, cmd: str, user: str = "root", check: bool = True) -> subprocess.CompletedProcess:
+    return docker("exec", "-u", user, "-w", "/tmp", host, "bash", "-lc", cmd, check=check)
+
+
+def out(host: str, cmd: str, user: str = "root") -> str:
+    return sh(host, cmd, user).stdout.strip()
+
+
+def sbatch(user: str, args: str) -> int:
+    """Submit as ``user``; returns the job id."""
+    return int(out(CTL, f"sbatch --parsable -o /tmp/slurm-%j.out {args}", user).split(";")[0])
+
+
+def job(job_id: int) -> dict:
+    """scontrol's view of a job as a dict (root sees every job)."""
+    text = out(CTL, f"scontrol show job -o {job_id}")
+    fields = {}
+    for token in text.split():
+        key, _sep, value = token.partition("=")
+        fields[key] = value
+    return fields
+
+
+def wait_for(what: str, predicate, timeout: float = PATIENCE, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"timed out waiting for {what} (last: {last!r})")
+
+
+def pending_reason(job_id: int) -> str:
+    """'PENDING <reason>' once the scheduler has looked at the job (before that the reason is None)."""
+    return wait_for(
+        f"a pending reason for job {job_id}",
+        lambda: (r := out(CTL, f"squeue -h -j {job_id} -o '%T %r'")) and not r.endswith(" None") and r,
+    )
+
+
+def wait_state(job_id: int, state: str) -> dict:
+    return wait_for(f"job {job_id} {state}", lambda: (j := job(job_id)) and j["JobState"] == state and j)
+
+
+def cancel_all() -> None:
+    sh(CTL, "for u in alice bob carol dave; do scancel -u $u; done", check=False)
+    wait_for("an empty queue", lambda: out(CTL, "squeue -h -o %i") == "")
+
+
+@pytest.fixture(autouse=True)
+def _empty_queue():
+    cancel_all()
+    yield
+    cancel_all()
+
+
+def test_nodes_registered_dynamically_in_their_partitions():
+    sinfo = out(CTL, "sinfo -h -N -o '%N %P %f %T'")
+    rows = {tuple(line.split()[:3]) for line in sinfo.splitlines()}
+    assert ("slurm-ctl", "schedulers", "dask_scheduler") in rows, sinfo
+    for node in FLEET:
+        assert (node, "workers*", "fleet") in rows, sinfo
+    # No node is written in slurm.conf: they registered themselves (slurmd -Z).
+    assert "NodeName" not in out(CTL, "cat /etc/slurm/slurm.conf")
+    assert "DYNAMIC" in out(CTL, "scontrol show node slurm-node1")
+
+
+def test_dask_scheduler_and_worker_run_as_alice_and_compute():
+    ip = out(CTL, "hostname -I | awk '{print $1}'")
+    address = f"tcp://{ip}:8991"
+    sched = sbatch(
+        "alice",
+        f"-p schedulers -c1 --mem=1000 -J dask-scheduler "
+        f"--wrap '{VENV}/dask scheduler --host {ip} --port 8991 --dashboard-address :0'",
+    )
+    worker = sbatch(
+        "alice",
+        f"-p workers -w slurm-node1 -c2 --mem=1500 -J dask-worker "
+        f"--wrap '{VENV}/dask worker {address} --nthreads 2 --memory-limit 1GB --dashboard-address :0'",
+    )
+    wait_state(sched, "RUNNING")
+    wait_state(worker, "RUNNING")
+    # Not /tmp: docker cp writes under the container's tmpfs mounts, where nobody sees the file.
+    docker("cp", str(HERE / "dask_job_checks.py"), f"{CTL}:/srv/dask_job_checks.py")
+    sh(CTL, "chmod 0644 /srv/dask_job_checks.py")
+    result = json.loads(out(CTL, f"{VENV}/python /srv/dask_job_checks.py {address}", "alice").splitlines()[-1])
+    assert result["total"] == sum(i * i for i in range(1000))
+    assert set(result["users"]) == {"alice"}
+    assert result["hosts"] == ["slurm-node1"]
+    assert job(worker)["NodeList"] == "slurm-node1"
+    assert job(sched)["NodeList"] == CTL
+    # The worker is confined to the job's cgroup on the node (2 cores, its memory).
+    cgroup = out(job(worker)["NodeList"], "cat /proc/$(pgrep -u alice -f 'dask worker' | head -1)/cgroup")
+    assert f"job_{worker}" in cgroup
+
+
+def test_full_fleet_makes_a_user_wait_with_the_reason_then_start():
+    fill = [sbatch("alice", "-p workers -c2 --wrap 'sleep 600'") for _node in FLEET]
+    for j in fill:
+        wait_state(j, "RUNNING")
+    waiting = sbatch("bob", "-p workers -c1 --wrap 'sleep 600'")
+    reason = pending_reason(waiting)
+    assert reason == "PENDING Resources", reason
+    sh(CTL, f"scancel {fill[0]}")
+    running = wait_state(waiting, "RUNNING")
+    assert running["NodeList"] in FLEET
+
+
+def test_engineer_queued_after_an_analyst_starts_first():
+    fill = [sbatch("alice", "-p workers -c2 --wrap 'sleep 600'") for _node in FLEET]
+    for j in fill:
+        wait_state(j, "RUNNING")
+    analyst = sbatch("carol", "-p workers -c2 --wrap 'sleep 600'")
+    wait_for("carol's job pending", lambda: job(analyst)["JobState"] == "PENDING")
+    engineer = sbatch("dave", "-p workers -c2 --wrap 'sleep 600'")
+    wait_for("dave's job pending", lambda: job(engineer)["JobState"] == "PENDING")
+    assert int(job(engineer)["Priority"]) > int(job(analyst)["Priority"])
+    sh(CTL, f"scancel {fill[0]}")
+    wait_state(engineer, "RUNNING")
+    assert job(analyst)["JobState"] == "PENDING"
+    # ... and the analyst is next once capacity frees.
+    sh(CTL, f"scancel {fill[1]}")
+    wait_state(analyst, "RUNNING")
+
+
+def test_request_beyond_the_users_cap_is_refused_with_the_reason():
+    # alice (engineers: 2 cores per job, 4 per user) asks for 3 cores in one job: refused at once.
+    refused = sh(CTL, "sbatch -p workers -c3 --wrap true", "alice", check=False)
+    assert refused.returncode != 0
+    assert "QOSMaxCpuPerJobLimit" in refused.stderr, refused.stderr
+    # bob (analysts: 2 cores per user) asks for 3: refused too, naming his per-user cap.
+    refused = sh(CTL, "sbatch -p workers -c3 --wrap true", "bob", check=False)
+    assert refused.returncode != 0
+    assert "QOSMaxCpuPerUserLimit" in refused.stderr, refused.stderr
+    # Within the per-job cap but over bob's per-user cap while his first job runs: held, with the
+    # reason visible, and started once the first one ends.
+    first = sbatch("bob", "-p workers -c2 --wrap 'sleep 600'")
+    wait_state(first, "RUNNING")
+    second = sbatch("bob", "-p workers -c2 --wrap 'sleep 600'")
+    reason = pending_reason(second)
+    assert reason == "PENDING QOSMaxCpuPerUserLimit", reason
+    sh(CTL, f"scancel {first}")
+    wait_state(second, "RUNNING")
+
+
+def test_private_data_hides_others_jobs_but_the_gateway_operator_sees_them():
+    mine = sbatch("alice", "-p workers -c1 --wrap 'sleep 600'")
+    wait_state(mine, "RUNNING")
+    assert out(CTL, "squeue -h -o %i", "bob") == ""
+    assert str(mine) in out(CTL, "squeue -h -o %i", "dask-gateway")
+    assert "alice" in out(CTL, f"scontrol show job {mine}", "dask-gateway")
+
+
+def test_sacct_reports_cpu_time_per_user():
+    burn = sbatch("alice", "-p workers -c1 --wrap 'timeout 3 sh -c \"while :; do :; done\"; true'")
+    wait_for("alice's CPU job to finish", lambda: job(burn)["JobState"] == "COMPLETED")
+
+    def usage():
+        rows = out(CTL, "sacct -a -X -n -P -S now-1hour -o user,cputimeraw,state")
+        per_user = {}
+        for line in rows.splitlines():
+            user, seconds, _state = line.split("|")
+            per_user[user] = per_user.get(user, 0) + int(seconds or 0)
+        return per_user if per_user.get("alice", 0) > 0 else None
+
+    per_user = wait_for("alice's CPU time in sacct", usage)
+    assert per_user["alice"] >= 3
+
+
+def test_lost_node_requeues_the_job_on_another_node():
+    victim_job = sbatch("alice", "-p workers -c2 --requeue --wrap 'sleep 600'")
+    node = wait_state(victim_job, "RUNNING")["NodeList"]
+    other = next(n for n in FLEET if n != node)
+    sh(node, "systemctl stop slurmd")
+    try:
+        wait_for(f"{node} DOWN", lambda: "DOWN" in out(CTL, f"sinfo -h -n {node} -o %T").upper())
+        requeued = wait_for(
+            "the job running again elsewhere",
+            lambda: (j := job(victim_job)) and j["JobState"] == "RUNNING" and j["NodeList"] == other and j,
+            timeout=PATIENCE * 2,
+        )
+        assert int(requeued["Restarts"]) >= 1
+    finally:
+        sh(node, "pkill -u alice || true; systemctl start slurmd", check=False)
+        wait_for(f"{node} back", lambda: out(CTL, f"sinfo -h -n {node} -o %T") in ("idle", "mixed", "allocated"))
