@@ -7,6 +7,7 @@ Everything waits on a state (a job RUNNING, a node DOWN), never on elapsed time 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -92,6 +93,17 @@ def test_nodes_registered_dynamically_in_their_partitions():
     # No node is written in slurm.conf: they registered themselves (slurmd -Z).
     assert "NodeName" not in out(CTL, "cat /etc/slurm/slurm.conf")
     assert "DYNAMIC" in out(CTL, "scontrol show node slurm-node1")
+
+
+def test_power_saving_hooks_run_as_slurm_and_name_the_group():
+    config = out(CTL, "scontrol show config")
+    assert re.search(r"^ResumeProgram\s*= /usr/local/libexec/dask/slurm/slurm-fleet-resume$", config, re.M), config
+    assert re.search(r"^SuspendExcParts\s*= schedulers$", config, re.M), config
+    # The installed hook runs with the Dask environment's Python and the collection's asg.py
+    # beside it (no Ansible on the node); with no AWS here it fails naming the group.
+    hook = sh(CTL, "/usr/local/libexec/dask/slurm/slurm-fleet-resume slurm-node1", "slurm", check=False)
+    assert hook.returncode == 1, hook.stderr
+    assert "slurm_fleet: describe group on ASG molecule-fleet:" in hook.stderr, hook.stderr
 
 
 def test_dask_scheduler_and_worker_run_as_alice_and_compute():
@@ -203,6 +215,12 @@ def test_lost_node_requeues_the_job_on_another_node():
     sh(node, "systemctl stop slurmd")
     try:
         wait_for(f"{node} DOWN", lambda: "DOWN" in out(CTL, f"sinfo -h -n {node} -o %T").upper())
+        held = wait_for("the job requeued", lambda: (j := job(victim_job)) and int(j["Restarts"]) >= 1 and j)
+        assert held["JobState"] in ("PENDING", "RUNNING"), held["JobState"]
+        # Slurm keeps a requeued batch job back until its old credential expires (BeginTime,
+        # 120 s); let it go now rather than wait that out.
+        if held["JobState"] == "PENDING":
+            sh(CTL, f"scontrol update jobid={victim_job} starttime=now")
         requeued = wait_for(
             "the job running again elsewhere",
             lambda: (j := job(victim_job)) and j["JobState"] == "RUNNING" and j["NodeList"] == other and j,
