@@ -54,8 +54,8 @@ def test_mutual_tls_with_the_cluster_name_as_sni(tmp_path):
 def test_another_clusters_certificate_is_refused(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    server_ctx, _ = contexts(tmp_path / "a", *tls.new_keypair("one"))
-    _, client_ctx = contexts(tmp_path / "b", *tls.new_keypair("two"))
+    server_ctx = contexts(tmp_path / "a", *tls.new_keypair("one"))[0]
+    client_ctx = contexts(tmp_path / "b", *tls.new_keypair("two"))[1]
     a, b = socket.socketpair()
     errors = []
 

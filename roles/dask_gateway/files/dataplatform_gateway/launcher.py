@@ -34,7 +34,7 @@ ENTRY_POINTS = {
     "worker": ("distributed.cli.dask_worker", "main"),
 }
 # Imported once here, so that children start with them loaded.
-PRELOAD = [
+PRELOAD = (
     "distributed",
     "distributed.cli.dask_scheduler",
     "distributed.cli.dask_worker",
@@ -43,7 +43,7 @@ PRELOAD = [
     "distributed.dashboard.worker",
     "distributed.http.scheduler.prometheus",
     "distributed.http.worker.prometheus",
-]
+)
 SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
