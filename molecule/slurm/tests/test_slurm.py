@@ -95,6 +95,18 @@ def test_nodes_registered_dynamically_in_their_partitions():
     assert "DYNAMIC" in out(CTL, "scontrol show node slurm-node1")
 
 
+def test_users_have_the_accounts_of_their_groups():
+    assoc = out(CTL, "sacctmgr -nP show assoc where cluster=molecule format=user,account")
+    pairs = {tuple(line.split("|")) for line in assoc.splitlines() if line.split("|")[0]}
+    for user, account in [("alice", "data_engineers"), ("dave", "data_engineers"), ("bob", "data_analysts")]:
+        assert (user, account) in pairs, assoc
+    # Without an association Slurm refuses the job (AccountingStorageEnforce=associations).
+    sh(CTL, "id nobody")
+    refused = sh(CTL, "sbatch -p workers --wrap true", "nobody", check=False)
+    assert refused.returncode != 0
+    assert "Invalid account or account/partition combination" in refused.stderr, refused.stderr
+
+
 def test_power_saving_hooks_run_as_slurm_and_name_the_group():
     config = out(CTL, "scontrol show config")
     assert re.search(r"^ResumeProgram\s*= /usr/local/libexec/dask/slurm/slurm-fleet-resume$", config, re.M), config
