@@ -122,3 +122,26 @@ def test_check_jobs_keeps_reason_and_position_of_waiting_jobs(backend, tmp_path,
     asyncio.run(backend.check_jobs(["10"]))
     assert backend.pending == {}
     assert backend.pending_report(c) is None
+
+
+def test_jobs_slurm_forgot_are_dead_not_an_error(backend, tmp_path):
+    fake = tmp_path / "squeue"
+    fake.write_text(
+        f"#!{sys.executable}\nimport sys\n"
+        "print('slurm_load_jobs error: Invalid job id specified', file=sys.stderr)\nsys.exit(1)\n"
+    )
+    fake.chmod(0o755)
+    backend.status_command = str(fake)
+    assert asyncio.run(backend.check_jobs(["41"])) == {}
+
+
+def test_other_squeue_failures_are_raised_with_the_reason(backend, tmp_path):
+    fake = tmp_path / "squeue"
+    fake.write_text(
+        f"#!{sys.executable}\nimport sys\n"
+        "print('squeue: error: Unable to contact slurm controller', file=sys.stderr)\nsys.exit(1)\n"
+    )
+    fake.chmod(0o755)
+    backend.status_command = str(fake)
+    with pytest.raises(RuntimeError, match="Unable to contact slurm controller"):
+        asyncio.run(backend.check_jobs(["41"]))

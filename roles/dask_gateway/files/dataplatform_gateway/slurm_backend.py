@@ -134,7 +134,9 @@ class PlatformSlurmBackend(SlurmBackend):
         return states
 
     async def check_jobs(self, job_ids):
-        states = await super().check_jobs(job_ids)
+        if not job_ids:
+            return {}
+        states = await self._squeue_states(job_ids)
         status = getattr(self, "_last_status", {})
         waiting = {j: s for j, s in status.items() if s[0] == PENDING_STATE}
         for job_id in list(self.pending):
@@ -151,6 +153,27 @@ class PlatformSlurmBackend(SlurmBackend):
                 self.log.info("Slurm job %s: %s", job_id, info["message"])
             self.pending[job_id] = info
         return states
+
+    async def _squeue_states(self, job_ids):
+        """Upstream's check, except that jobs Slurm no longer knows are dead, not an error.
+
+        squeue exits 1 with 'Invalid job id specified' when none of the ids is known any more
+        (purged MinJobAge after they ended); upstream then raises on every poll and never
+        notices the cluster is gone.
+        """
+        cmd, env = self.get_status_cmd_env(job_ids)
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        stdout, stderr = await proc.communicate()
+        stdout, stderr = stdout.decode("utf8", "replace"), stderr.decode("utf8", "replace")
+        if proc.returncode != 0:
+            if "Invalid job id" in stderr:
+                self._last_status = {}
+                return {}
+            self.log.warning("Slurm status check failed with returncode %d, stderr: %s", proc.returncode, stderr)
+            raise RuntimeError(f"Slurm status check failed: {stderr.strip()}")
+        return self.parse_job_states(stdout)
 
     async def _positions(self, partition):
         cmd = [self.status_command, "-h", "-t", "PD", "-p", partition, "--sort=-p,i", "-o", "%i"]
