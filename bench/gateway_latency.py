@@ -33,6 +33,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import yaml
 from dask_gateway import BasicAuth, Gateway
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +92,14 @@ c.BenchBackend.launcher_allow_self = True
 c.BenchBackend.launcher_dask_command = "{bin}/dask"
 c.ClusterConfig.scheduler_cmd = ["{bin}/dask", "scheduler"]
 c.ClusterConfig.worker_cmd = ["{bin}/dask", "worker"]
+c.ClusterConfig.environment = {environment!r}
 """
+
+
+def role_default(name: str):
+    """A default of the dask_gateway role (the bench runs what the role configures)."""
+    with open(ROOT / "roles" / "dask_gateway" / "defaults" / "main.yml") as f:
+        return yaml.safe_load(f)[name]
 
 
 def start_gateway(
@@ -123,7 +131,8 @@ def start_gateway(
             "scheduler_memory_gb": 1,
             "idle_timeout": 0,
         }
-        text = PLATFORM_CONFIG.format(auth=auth, policy=policy, **fmt)
+        environment = role_default("dask_gateway_cluster_environment")
+        text = PLATFORM_CONFIG.format(auth=auth, policy=policy, environment=environment, **fmt)
     cfg = tmp / f"{kind}_config.py"
     cfg.write_text(text)
     env = dict(os.environ, PYTHONPATH=str(FILES))
@@ -165,12 +174,22 @@ async def one_user(address: tuple[str, str], user: str, password: str) -> dict:
     return times
 
 
+def busy_cpu_seconds() -> float:
+    """CPU time the whole host has spent busy (all processes, /proc/stat), in seconds."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 async def run(address: tuple[str, str], users: int, creds: list[tuple[str, str]]) -> dict:
     t0 = time.perf_counter()
+    cpu0 = busy_cpu_seconds()
     results = await asyncio.gather(
         *(one_user(address, *creds[i % len(creds)]) for i in range(users)), return_exceptions=True
     )
     wall = time.perf_counter() - t0
+    cpu = busy_cpu_seconds() - cpu0
     ok = [r for r in results if isinstance(r, dict)]
     errors = [repr(r) for r in results if not isinstance(r, dict)]
     steps = {
@@ -182,7 +201,16 @@ async def run(address: tuple[str, str], users: int, creds: list[tuple[str, str]]
         for s in STEPS
         if ok
     }
-    return {"users": users, "ok": len(ok), "errors": errors[:5], "wall_s": round(wall, 2), "steps": steps}
+    return {
+        "users": users,
+        "ok": len(ok),
+        "errors": errors[:5],
+        "wall_s": round(wall, 2),
+        # Host CPU busy during the run (every process, other users' included) and per user.
+        "host_cpu_s": round(cpu, 1),
+        "host_cpu_s_per_user": round(cpu / users, 2),
+        "steps": steps,
+    }
 
 
 def main() -> None:

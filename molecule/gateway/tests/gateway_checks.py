@@ -26,7 +26,15 @@ def gateway(auth: str, user: str, password: str) -> Gateway:
 
 def identities(client) -> dict:
     def ident():
-        return {"uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()), "cwd": os.getcwd()}
+        import dask.config
+
+        return {
+            "uid": os.getuid(),
+            "gid": os.getgid(),
+            "groups": sorted(os.getgroups()),
+            "cwd": os.getcwd(),
+            "tick": dask.config.get("distributed.admin.tick.interval"),  # dask_gateway_cluster_environment
+        }
 
     return {"scheduler": client.run_on_scheduler(ident), "worker_ids": list(client.run(ident).values())}
 

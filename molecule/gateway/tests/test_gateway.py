@@ -140,6 +140,8 @@ def test_alice_with_a_ticket_runs_a_cluster_as_her_uid() -> None:
     assert out["squares"] == sum(i * i for i in range(100))
     assert out["scheduler"]["uid"] == ALICE_UID
     assert [w["uid"] for w in out["worker_ids"]] == [ALICE_UID, ALICE_UID]
+    # The cluster environment of the role reaches the processes' Dask configuration.
+    assert {out["scheduler"]["tick"]} | {w["tick"] for w in out["worker_ids"]} == {"500ms"}
     data_engineers = int(sh("getent group data_engineers | cut -d: -f3").stdout)
     assert data_engineers in out["scheduler"]["groups"]  # sssd groups, through getgrouplist
     assert 0 not in out["scheduler"]["groups"]
@@ -220,7 +222,8 @@ def test_a_restart_keeps_alices_cluster() -> None:
     out = checks("session", "alice", "1", "keep")
     name = out["cluster"]
     pid = scheduler_pid(ALICE_UID)
-    assert pid
+    # Forked by the launcher (dask_gateway_launcher: zygote), which names it.
+    assert pid and sh(f"pgrep -u {ALICE_UID} -x dask-scheduler").stdout.split() == [pid]
     try:
         sh("systemctl restart dask-gateway")
         deadline = time.time() + 60

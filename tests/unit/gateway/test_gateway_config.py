@@ -22,6 +22,7 @@ def settings(tmp_path):
             "encrypt_keys_file": str(keys),
             "clusters_directory": "/var/lib/dask-gateway/clusters",
             "dask_command": "/opt/dask/venv-2026.8.0/bin/dask",
+            "cluster_environment": {"DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "500ms"},
         },
         "auth": {
             "realm": "DATAPLATFORM.TEST",
@@ -43,6 +44,7 @@ def test_configure_pins_commands_state_and_tls(tmp_path):
     assert c.ClusterConfig.scheduler_cmd == ["/opt/dask/venv-2026.8.0/bin/dask", "scheduler"]
     assert c.ClusterConfig.worker_cmd == ["/opt/dask/venv-2026.8.0/bin/dask", "worker"]
     assert c.ClusterConfig.idle_timeout == 7200
+    assert c.ClusterConfig.environment == {"DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "500ms"}
     assert c.DaskGateway.address == "127.0.0.1:8001"  # fixed: clusters find the gateway again after a restart
     assert c.DaskGateway.authenticator_class == "dataplatform_gateway.auth.FreeIPAAuthenticator"
     assert c.Proxy.tls_cert == "/etc/dask/tls/node.crt"

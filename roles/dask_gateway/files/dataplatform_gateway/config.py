@@ -64,4 +64,5 @@ def configure(c, path: str) -> dict:
     c.ClusterConfig.scheduler_cmd = [gw["dask_command"], "scheduler"]
     c.ClusterConfig.worker_cmd = [gw["dask_command"], "worker"]
     c.ClusterConfig.idle_timeout = float(s["policy"].get("idle_timeout", 7200))
+    c.ClusterConfig.environment = {str(k): str(v) for k, v in gw.get("cluster_environment", {}).items()}
     return s
