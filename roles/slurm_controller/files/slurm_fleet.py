@@ -151,42 +151,54 @@ class Fleet:
     # --- SuspendProgram -----------------------------------------------------------------
 
     def suspend(self, nodes):
-        """Drain each idle node and terminate its instance with a decrement. Returns the ids terminated."""
+        """Drain each idle node and terminate its instance with a decrement. Returns the ids terminated.
+
+        One node's failure (an AWS or Slurm error) is logged and the others still go; the call then
+        raises FleetError naming every node that failed.
+        """
         group = self.group()
         sizes = asg.capacity_view(group)
         by_node = self.nodes_to_instances(group)
-        desired = sizes["desired_capacity"]
-        terminated = []
+        state = {"desired": sizes["desired_capacity"], "terminated": []}
+        failed = []
         for node in nodes:
-            instance = by_node.get(node)
-            if self.slurm.jobs_on(node):
-                log(f"suspend {node}: busy, kept (its scale-in protection stays)")
-                continue
-            if instance is None:
-                log(f"suspend {node}: no instance of ASG {self.name} has this host name; forgetting the node")
-                self._forget(node)
-                continue
-            error = asg.check_bounds(sizes["min_size"], sizes["max_size"], desired - 1)
-            if error:
-                log(f"suspend {node}: kept, the group is at its minimum ({error})")
-                continue
-            self.slurm.drain(node, "power save: instance terminating")
-            if self.slurm.jobs_on(node):  # a job slipped in before the drain: let it run
-                self.slurm.resume(node)
-                log(f"suspend {node}: a job started meanwhile, kept")
-                continue
-            self.call(
-                self.autoscaling,
-                f"terminate {instance['instance_id']} ({node})",
-                "terminate_instance_in_auto_scaling_group",
-                InstanceId=instance["instance_id"],
-                ShouldDecrementDesiredCapacity=True,
-            )
-            desired -= 1
-            terminated.append(instance["instance_id"])
-            log(f"suspend {node}: terminated {instance['instance_id']}, desired capacity now {desired}")
+            try:
+                self._suspend_one(node, by_node.get(node), sizes, state)
+            except FleetError as e:
+                log(f"suspend {node}: {e}")
+                failed.append(node)
+        if failed:
+            raise FleetError(f"suspend on ASG {self.name}: failed for {', '.join(failed)}")
+        return state["terminated"]
+
+    def _suspend_one(self, node, instance, sizes, state):
+        if self.slurm.jobs_on(node):
+            log(f"suspend {node}: busy, kept (its scale-in protection stays)")
+            return
+        if instance is None:
+            log(f"suspend {node}: no instance of ASG {self.name} has this host name; forgetting the node")
             self._forget(node)
-        return terminated
+            return
+        error = asg.check_bounds(sizes["min_size"], sizes["max_size"], state["desired"] - 1)
+        if error:
+            log(f"suspend {node}: kept, the group is at its minimum ({error})")
+            return
+        self.slurm.drain(node, "power save: instance terminating")
+        if self.slurm.jobs_on(node):  # a job slipped in before the drain: let it run
+            self.slurm.resume(node)
+            log(f"suspend {node}: a job started meanwhile, kept")
+            return
+        self.call(
+            self.autoscaling,
+            f"terminate {instance['instance_id']} ({node})",
+            "terminate_instance_in_auto_scaling_group",
+            InstanceId=instance["instance_id"],
+            ShouldDecrementDesiredCapacity=True,
+        )
+        state["desired"] -= 1
+        state["terminated"].append(instance["instance_id"])
+        log(f"suspend {node}: terminated {instance['instance_id']}, desired capacity now {state['desired']}")
+        self._forget(node)
 
     def _forget(self, node):
         """Remove a dynamic node whose instance is gone, so the next instance registers afresh."""

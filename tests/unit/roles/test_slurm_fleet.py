@@ -209,3 +209,28 @@ def test_usage_and_missing_group_setting(monkeypatch, capsys):
     assert slurm_fleet.main(["resume"]) == 2
     assert slurm_fleet.main(["resume", "n1"]) == 2
     assert "SLURM_FLEET_ASG is not set" in capsys.readouterr().err
+
+
+def test_suspend_goes_on_past_a_node_slurm_does_not_know(aws, capsys):
+    autoscaling, ec2 = aws
+    names = node_names(autoscaling, ec2)
+    idle_id, idle = sorted(names.items())[0]
+    slurm = FakeSlurm({idle: []})
+    real_run = slurm.run
+
+    def run(args):
+        if args[0] == "squeue" and args[3] == "ghost":
+            return 1, "", "squeue: error: Invalid node name specified"
+        return real_run(args)
+
+    broken = slurm_fleet.Fleet(GROUP, slurm_fleet.Slurm(run), autoscaling=autoscaling, ec2=ec2, hook_name=HOOK)
+    with pytest.raises(slurm_fleet.FleetError, match="failed for ghost"):
+        broken.suspend(["ghost", idle])
+    assert group(autoscaling)["DesiredCapacity"] == 2  # the idle node still went
+    assert (
+        "suspend ghost: list jobs on ghost: squeue -h failed: squeue: error: Invalid node name"
+        in capsys.readouterr().err
+    )
+    assert idle_id not in {
+        i["InstanceId"] for i in group(autoscaling)["Instances"] if i["LifecycleState"] == "InService"
+    }
