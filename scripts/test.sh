@@ -15,10 +15,13 @@ for p in "${phases[@]}"; do
   took[$p]=$(( $(date +%s) - start ))
   echo "################ phase $p: ${result[$p]} in ${took[$p]} s ################"
 done
-# Leave nothing behind: test containers, the shared `molecule` network, the identity peers.
+# Leave nothing behind: test containers, the shared `molecule` network and the platform
+# scenario's volume, the identity and moto peers.
 docker ps -aq --filter label=owner=molecule | xargs -r docker rm -f >/dev/null 2>&1 || true
 docker network rm molecule >/dev/null 2>&1 || true
+docker volume rm dataplatform-platform-efs >/dev/null 2>&1 || true
 [ -f tests/peers/identity.py ] && .venv/bin/python tests/peers/identity.py stop >/dev/null 2>&1 || true
+[ -f tests/peers/moto_peer.py ] && .venv/bin/python tests/peers/moto_peer.py stop >/dev/null 2>&1 || true
 
 echo
 echo "phase        result   seconds"
