@@ -58,7 +58,9 @@ case "${1:-up}" in
 
     phase "ansible-playbook playbooks/site.yml"
     quiet converge lock molecule converge -s "$scenario"
-    grep -A6 'PLAY RECAP' "$logdir/converge.log" | sed -e 's/^[^a-zA-Z]*//' | grep -E 'ok=' | sed 's/^/    /'
+    # The last PLAY RECAP: one line per host with its changed count.
+    sed -e 's/\x1b\[[0-9;]*m//g' "$logdir/converge.log" |
+      grep -E '^[^a-z]*[a-z0-9.-]+ +: ok=[0-9]+ +changed=' | sed -e 's/^[^a-z]*/    /' -e 's/ *unreachable.*//'
     done_phase
 
     phase "as $demo_user: log in to the gateway, start a cluster, groupby over parquet on EFS"
