@@ -14,7 +14,10 @@ Started by tests/peers/identity.py (which runs the KDC and 389-ds it writes thro
   ValidationError, 3005 OptionError, 2100 ACIError, 4202 EmptyModlist, 4309 ProtectedEntryError;
 - `*_add_member`/`*_remove_member` report through `completed`/`failed`, never raise;
 - groups and system accounts are entries in 389-ds (what sssd and LDAP clients see), hosts and
-  services are principals in the KDC (so a service made here can get a keytab).
+  services are principals in the KDC (so a service made here can get a keytab);
+- sudo rules and commands are FreeIPA's entries in cn=sudorules / cn=sudocmds,cn=sudo, and every
+  change rewrites the rule's sudoRole in ou=sudoers (FreeIPA's compat view, what sssd's ldap sudo
+  provider reads); users and hosts FreeIPA does not know become external ones, as in FreeIPA.
 
 Only members of `admins` may write (as with FreeIPA's default ACIs); anyone may read.
 """
@@ -624,6 +627,452 @@ def service_remove_host(c, args, o):
     return _service_hosts(c, args, o, False)
 
 
+# ---------------------------------------------------------------------------- sudo rules and commands
+SUDORULES_DN = f"cn=sudorules,cn=sudo,{SUFFIX}"
+SUDOCMDS_DN = f"cn=sudocmds,cn=sudo,{SUFFIX}"
+SUDOERS_DN = f"ou=sudoers,{SUFFIX}"
+HOSTS_DN = f"cn=computers,cn=accounts,{SUFFIX}"
+HOSTGROUPS_DN = f"cn=hostgroups,cn=accounts,{SUFFIX}"
+RULE_NAME = re.compile(r"^[^,=+<>#;\\\"]{1,255}$")
+
+
+def _ldap_escape(value: str) -> str:
+    return "".join(f"\\{ord(ch):02x}" if ch in "*()\\\x00" else ch for ch in value)
+
+
+def _ok(c: Connection, what: str) -> None:
+    if c.result.get("result", 0) != 0:
+        raise IPAError(4203, "DatabaseError", f"{what}: {c.result.get('description')} {c.result.get('message')}")
+
+
+def sudocmd_entry(c: Connection, cmd: str) -> dict | None:
+    c.search(SUDOCMDS_DN, f"(&(objectClass=ipaSudoCmd)(sudoCmd={_ldap_escape(cmd)}))", LEVEL, attributes=["*"])
+    for e in c.entries:
+        if str(e.sudoCmd.value) == cmd:
+            return {"dn": e.entry_dn, **{k.lower(): v for k, v in e.entry_attributes_as_dict.items()}}
+    return None
+
+
+def sudocmd_view(e: dict) -> dict:
+    out = {"dn": e["dn"], "sudocmd": [e["sudocmd"][0]], "ipauniqueid": [e["ipauniqueid"][0]]}
+    if e.get("description"):
+        out["description"] = [e["description"][0]]
+    return out
+
+
+def check_sudocmd(cmd) -> str:
+    if not isinstance(cmd, str) or not cmd.strip():
+        raise IPAError(3009, "ValidationError", "invalid 'command': must not be empty")
+    return cmd
+
+
+def sudocmd_show(c, args, o):
+    cmd = check_sudocmd(args[0])
+    e = sudocmd_entry(c, cmd)
+    if not e:
+        raise not_found(cmd, "sudo command")
+    return {"result": sudocmd_view(e), "value": cmd, "summary": None}
+
+
+def sudocmd_add(c, args, o):
+    cmd = check_sudocmd(args[0])
+    if sudocmd_entry(c, cmd):
+        raise IPAError(4002, "DuplicateEntry", f'sudo command with name "{cmd}" already exists')
+    uid = secrets.token_hex(16)
+    attrs = {"sudoCmd": cmd, "ipaUniqueID": uid}
+    if o.get("description"):
+        attrs["description"] = o["description"]
+    c.add(f"ipaUniqueID={uid},{SUDOCMDS_DN}", ["top", "ipaSudoCmd", "ipaObject"], attrs)
+    _ok(c, f"add sudo command {cmd}")
+    return {"result": sudocmd_view(sudocmd_entry(c, cmd)), "value": cmd, "summary": f'Added Sudo Command "{cmd}"'}
+
+
+def sudocmd_del(c, args, o):
+    names = args[0] if isinstance(args[0], list) else [args[0]]
+    for cmd in names:
+        e = sudocmd_entry(c, check_sudocmd(cmd))
+        if not e:
+            raise not_found(cmd, "sudo command")
+        c.search(SUDORULES_DN, f"(|(memberAllowCmd={e['dn']})(memberDenyCmd={e['dn']}))", LEVEL, attributes=["cn"])
+        if c.entries:
+            raise IPAError(
+                4307, "DependentEntry", f"{cmd} cannot be deleted because sudorule {c.entries[0].cn.value} requires it"
+            )
+        c.delete(e["dn"])
+    return {"result": {"failed": []}, "value": names, "summary": f'Deleted Sudo Command "{",".join(names)}"'}
+
+
+def check_rule_name(cn) -> str:
+    if not isinstance(cn, str) or not RULE_NAME.match(cn):
+        raise IPAError(3009, "ValidationError", "invalid 'sudorule_name': may not contain , = + < > # ; \\ or \"")
+    return cn
+
+
+def sudorule_entry(c: Connection, cn: str) -> dict | None:
+    c.search(SUDORULES_DN, f"(&(objectClass=ipaSudoRule)(cn={_ldap_escape(cn)}))", LEVEL, attributes=["*"])
+    for e in c.entries:
+        if str(e.cn.value).lower() == cn.lower():
+            return {"dn": e.entry_dn, **{k.lower(): v for k, v in e.entry_attributes_as_dict.items()}}
+    return None
+
+
+def load_sudorule(c: Connection, cn: str) -> dict:
+    e = sudorule_entry(c, check_rule_name(cn))
+    if not e:
+        raise not_found(cn, "sudo rule")
+    return e
+
+
+def _split_members(dns) -> dict[str, list[str]]:
+    """memberUser/ipaSudoRunAs/memberHost DNs -> {"user": [...], "group": [...], "host": [...], "hostgroup": [...]}."""
+    out: dict[str, list[str]] = {"user": [], "group": [], "host": [], "hostgroup": []}
+    for dn in dns or []:
+        low = dn.lower()
+        for kind, base in (("user", USERS_DN), ("group", GROUPS_DN), ("host", HOSTS_DN), ("hostgroup", HOSTGROUPS_DN)):
+            if low.endswith(base.lower()):
+                out[kind].append(rdn_value(dn))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _cmd_names(c: Connection, dns) -> list[str]:
+    names = []
+    for dn in dns or []:
+        e = DIR.entry(c, dn, ["sudoCmd"])
+        if e and e.get("sudocmd"):
+            names.append(e["sudocmd"][0])
+    return sorted(names)
+
+
+def sudorule_view(c: Connection, e: dict) -> dict:
+    out: dict = {
+        "dn": e["dn"],
+        "cn": [e["cn"][0]],
+        "ipaenabledflag": [str(e.get("ipaenabledflag", ["TRUE"])[0]).upper() == "TRUE"],
+    }
+    for attr in (
+        "description",
+        "usercategory",
+        "hostcategory",
+        "cmdcategory",
+        "ipasudorunasusercategory",
+        "ipasudorunasgroupcategory",
+    ):
+        if e.get(attr):
+            out[attr] = [e[attr][0]]
+    for attr in ("externaluser", "externalhost", "ipasudorunasextuser", "ipasudoopt"):
+        if e.get(attr):
+            out[attr] = sorted(str(v) for v in e[attr])
+    if e.get("sudoorder"):
+        out["sudoorder"] = [str(e["sudoorder"][0])]
+    for attr, prefix in (("memberuser", "memberuser"), ("memberhost", "memberhost"), ("ipasudorunas", "ipasudorunas")):
+        for kind, names in _split_members(e.get(attr)).items():
+            if names:
+                out[f"{prefix}_{kind}"] = names
+    groups = _split_members(e.get("ipasudorunasgroup"))["group"]
+    if groups:
+        out["ipasudorunasgroup_group"] = groups
+    for attr, key in (("memberallowcmd", "memberallowcmd_sudocmd"), ("memberdenycmd", "memberdenycmd_sudocmd")):
+        names = _cmd_names(c, e.get(attr))
+        if names:
+            out[key] = names
+    return out
+
+
+def write_compat(c: Connection, e: dict | None, cn: str) -> None:
+    """The rule's sudoRole in ou=sudoers (FreeIPA's compat plugin): what sssd's ldap sudo provider reads."""
+    dn = f"cn={cn},{SUDOERS_DN}"
+    if DIR.entry(c, dn, ["cn"]):
+        c.delete(dn)
+    if e is None or str(e.get("ipaenabledflag", ["TRUE"])[0]).upper() != "TRUE":
+        return
+    v = sudorule_view(c, e)
+    users = ["ALL"] if v.get("usercategory") else []
+    users += v.get("memberuser_user", []) + [f"%{g}" for g in v.get("memberuser_group", [])] + v.get("externaluser", [])
+    hosts = ["ALL"] if v.get("hostcategory") else []
+    hosts += (
+        v.get("memberhost_host", []) + [f"+{g}" for g in v.get("memberhost_hostgroup", [])] + v.get("externalhost", [])
+    )
+    commands = ["ALL"] if v.get("cmdcategory") else []
+    commands += v.get("memberallowcmd_sudocmd", []) + [f"!{x}" for x in v.get("memberdenycmd_sudocmd", [])]
+    runas = ["ALL"] if v.get("ipasudorunasusercategory") else []
+    runas += v.get("ipasudorunas_user", []) + [f"%{g}" for g in v.get("ipasudorunas_group", [])]
+    runas += v.get("ipasudorunasextuser", [])
+    runas_groups = ["ALL"] if v.get("ipasudorunasgroupcategory") else []
+    runas_groups += v.get("ipasudorunasgroup_group", [])
+    attrs: dict = {"cn": cn}
+    for name, values in (
+        ("sudoUser", users),
+        ("sudoHost", hosts),
+        ("sudoCommand", commands),
+        ("sudoRunAsUser", runas),
+        ("sudoRunAsGroup", runas_groups),
+        ("sudoOption", v.get("ipasudoopt", [])),
+        ("sudoOrder", v.get("sudoorder", [])),
+    ):
+        if values:
+            attrs[name] = values
+    c.add(dn, ["top", "sudoRole"], attrs)
+    _ok(c, f"write the compat entry of sudo rule {cn}")
+
+
+def _rule_result(c: Connection, cn: str, o: dict, summary: str | None = None, **extra) -> dict:
+    e = load_sudorule(c, cn)
+    write_compat(c, e, e["cn"][0])
+    return {"result": sudorule_view(c, e), "value": e["cn"][0], "summary": summary, **extra}
+
+
+CATEGORIES = ("usercategory", "hostcategory", "cmdcategory", "ipasudorunasusercategory", "ipasudorunasgroupcategory")
+
+
+def _check_category(o: dict) -> None:
+    for attr in CATEGORIES:
+        if o.get(attr) not in (None, "", "all"):
+            raise IPAError(3009, "ValidationError", f"invalid '{attr}': must be 'all'")
+
+
+def sudorule_show(c, args, o):
+    return _rule_result(c, args[0], o)
+
+
+def sudorule_add(c, args, o):
+    cn = check_rule_name(args[0])
+    if sudorule_entry(c, cn):
+        raise IPAError(4002, "DuplicateEntry", f'sudo rule with name "{cn}" already exists')
+    _check_category(o)
+    uid = secrets.token_hex(16)
+    attrs: dict = {"cn": cn, "ipaUniqueID": uid, "ipaEnabledFlag": "TRUE" if o.get("ipaenabledflag", True) else "FALSE"}
+    if o.get("description"):
+        attrs["description"] = o["description"]
+    for attr in CATEGORIES:
+        if o.get(attr):
+            attrs[attr] = o[attr]
+    c.add(f"ipaUniqueID={uid},{SUDORULES_DN}", ["top", "ipaAssociation", "ipaSudoRule"], attrs)
+    _ok(c, f"add sudo rule {cn}")
+    return _rule_result(c, cn, o, f'Added Sudo Rule "{cn}"')
+
+
+MEMBERS_FOR_CATEGORY = {
+    "usercategory": ("memberuser", "externaluser"),
+    "hostcategory": ("memberhost", "externalhost"),
+    "cmdcategory": ("memberallowcmd",),
+    "ipasudorunasusercategory": ("ipasudorunas", "ipasudorunasextuser"),
+    "ipasudorunasgroupcategory": ("ipasudorunasgroup",),
+}
+
+
+def sudorule_mod(c, args, o):
+    e = load_sudorule(c, args[0])
+    cn = e["cn"][0]
+    _check_category(o)
+    changes = {}
+    if "description" in o:
+        new = o["description"] or None
+        old = e["description"][0] if e.get("description") else None
+        if new != old:
+            changes["description"] = [(MODIFY_REPLACE, [new] if new else [])]
+    for attr in CATEGORIES:
+        if attr not in o:
+            continue
+        new, old = o[attr] or None, (e[attr][0] if e.get(attr) else None)
+        if new == old:
+            continue
+        if new and any(e.get(m) for m in MEMBERS_FOR_CATEGORY[attr]):
+            what = attr.replace("ipasudorunas", "runas ").replace("category", "")
+            raise IPAError(
+                3010,
+                "MutuallyExclusiveError",
+                f"{what.strip()} category cannot be set to 'all' while there are allowed {what.strip()}s",
+            )
+        changes[attr] = [(MODIFY_REPLACE, [new] if new else [])]
+    if "ipaenabledflag" in o:
+        new = "TRUE" if o["ipaenabledflag"] else "FALSE"
+        if new != str(e.get("ipaenabledflag", ["TRUE"])[0]).upper():
+            changes["ipaEnabledFlag"] = [(MODIFY_REPLACE, [new])]
+    if not changes:
+        raise IPAError(4202, "EmptyModlist", "no modifications to be performed")
+    c.modify(e["dn"], changes)
+    _ok(c, f"modify sudo rule {cn}")
+    return _rule_result(c, cn, o, f'Modified Sudo Rule "{cn}"')
+
+
+def sudorule_del(c, args, o):
+    names = args[0] if isinstance(args[0], list) else [args[0]]
+    for raw in names:
+        e = load_sudorule(c, raw)
+        c.delete(e["dn"])
+        write_compat(c, None, e["cn"][0])
+    return {"result": {"failed": []}, "value": names, "summary": f'Deleted Sudo Rule "{",".join(names)}"'}
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _member_dn(c: Connection, kind: str, name: str) -> str | None:
+    """The DN of an existing user, group, host or sudo command; None when FreeIPA has no such entry."""
+    if kind == "user":
+        dn = f"uid={name},{USERS_DN}"
+        return dn if DIR.entry(c, dn, ["uid"]) else None
+    if kind == "group":
+        dn = group_dn(str(name).lower())
+        e = DIR.entry(c, dn, ["objectClass"])
+        return dn if e and "groupofnames" in [x.lower() for x in e["objectclass"]] else None
+    if kind == "host":
+        return f"fqdn={str(name).lower()},{HOSTS_DN}" if host_exists(str(name).lower()) else None
+    if kind == "hostgroup":
+        dn = f"cn={str(name).lower()},{HOSTGROUPS_DN}"
+        return dn if DIR.entry(c, dn, ["cn"]) else None
+    if kind == "sudocmd":
+        e = sudocmd_entry(c, str(name))
+        return e["dn"] if e else None
+    raise IPAError(3005, "OptionError", f"Unknown option: {kind}")
+
+
+def _rule_members(
+    c, args, o, *, add: bool, attr: str, kinds: tuple, external: str | None, category: str | None, failed_key: str
+):
+    """sudorule_{add,remove}_{user,host,allow_command,runasuser}: members by DN, unknown users and
+    hosts as external names (as FreeIPA's add_external_post_callback does), failures in `failed`."""
+    e = load_sudorule(c, args[0])
+    cn = e["cn"][0]
+    if add and category and e.get(category):
+        what = {
+            "memberuser": "users",
+            "memberhost": "hosts",
+            "memberallowcmd": "commands",
+            "ipasudorunas": "runAsUsers",
+        }[attr]
+        raise IPAError(
+            3010,
+            "MutuallyExclusiveError",
+            f"{what} cannot be added when {category.replace('ipasudorunas', 'runas ')}='all'",
+        )
+    current = {d.lower() for d in e.get(attr, [])}
+    ext_current = {str(x) for x in e.get(external, [])} if external else set()
+    failed: dict = {failed_key: {k: [] for k in kinds}}
+    completed, dn_mods, ext_mods = 0, [], []
+    for kind in kinds:
+        for name in _as_list(o.get(kind)):
+            dn = _member_dn(c, kind, name)
+            if dn is None and external and kind in ("user", "host"):
+                value = str(name) if kind == "user" else str(name).lower()
+                if (add and value in ext_current) or value in ext_mods:
+                    failed[failed_key][kind].append([value, "This entry is already a member"])
+                elif not add and value not in ext_current:
+                    failed[failed_key][kind].append([value, "This entry is not a member"])
+                else:
+                    ext_mods.append(value)
+                    completed += 1
+                continue
+            if dn is None:
+                failed[failed_key][kind].append([name, "no such entry"])
+            elif add and dn.lower() in current:
+                failed[failed_key][kind].append([name, "This entry is already a member"])
+            elif not add and dn.lower() not in current:
+                failed[failed_key][kind].append([name, "This entry is not a member"])
+            else:
+                dn_mods.append(dn)
+                completed += 1
+    changes = {}
+    if dn_mods:
+        changes[attr] = [(MODIFY_ADD if add else MODIFY_DELETE, dn_mods)]
+    if ext_mods:
+        changes[external] = [(MODIFY_ADD if add else MODIFY_DELETE, ext_mods)]
+    if changes:
+        c.modify(e["dn"], changes)
+        _ok(c, f"change the members of sudo rule {cn}")
+    return _rule_result(c, cn, o, None, failed=failed, completed=completed)
+
+
+def _member_method(**spec):
+    def add(c, args, o):
+        return _rule_members(c, args, o, add=True, **spec)
+
+    def remove(c, args, o):
+        return _rule_members(c, args, o, add=False, **spec)
+
+    return add, remove
+
+
+sudorule_add_user, sudorule_remove_user = _member_method(
+    attr="memberuser",
+    kinds=("user", "group"),
+    external="externaluser",
+    category="usercategory",
+    failed_key="memberuser",
+)
+sudorule_add_host, sudorule_remove_host = _member_method(
+    attr="memberhost",
+    kinds=("host", "hostgroup"),
+    external="externalhost",
+    category="hostcategory",
+    failed_key="memberhost",
+)
+sudorule_add_allow_command, sudorule_remove_allow_command = _member_method(
+    attr="memberallowcmd", kinds=("sudocmd",), external=None, category="cmdcategory", failed_key="memberallowcmd"
+)
+sudorule_add_runasuser, sudorule_remove_runasuser = _member_method(
+    attr="ipasudorunas",
+    kinds=("user", "group"),
+    external="ipasudorunasextuser",
+    category="ipasudorunasusercategory",
+    failed_key="ipasudorunas",
+)
+
+
+def _sudo_option(c, args, o, add: bool):
+    e = load_sudorule(c, args[0])
+    cn = e["cn"][0]
+    opt = o.get("ipasudoopt")
+    if not isinstance(opt, str) or not opt.strip():
+        raise IPAError(3007, "RequirementError", "'ipasudoopt' is required")
+    have = [str(x) for x in e.get("ipasudoopt", [])]
+    if add and opt in have:
+        raise IPAError(4002, "DuplicateEntry", f"sudo option {opt} already exists")
+    if not add and opt not in have:
+        raise IPAError(4001, "AttrValueNotFound", f"ipasudoopt does not contain '{opt}'")
+    c.modify(e["dn"], {"ipaSudoOpt": [(MODIFY_ADD if add else MODIFY_DELETE, [opt])]})
+    _ok(c, f"change the options of sudo rule {cn}")
+    verb = "Added option" if add else "Removed option"
+    return _rule_result(c, cn, o, f'{verb} "{opt}" {"to" if add else "from"} Sudo Rule "{cn}"')
+
+
+def sudorule_add_option(c, args, o):
+    return _sudo_option(c, args, o, True)
+
+
+def sudorule_remove_option(c, args, o):
+    return _sudo_option(c, args, o, False)
+
+
+def _sudorule_flag(c, args, o, enabled: bool):
+    e = load_sudorule(c, args[0])
+    flag = "TRUE" if enabled else "FALSE"
+    if str(e.get("ipaenabledflag", ["TRUE"])[0]).upper() == flag:
+        raise IPAError(
+            4204 if enabled else 4205,
+            "AlreadyActive" if enabled else "AlreadyInactive",
+            "This entry is already " + ("enabled" if enabled else "disabled"),
+        )
+    c.modify(e["dn"], {"ipaEnabledFlag": [(MODIFY_REPLACE, [flag])]})
+    _rule_result(c, e["cn"][0], o)
+    return {
+        "result": True,
+        "value": e["cn"][0],
+        "summary": f'{"Enabled" if enabled else "Disabled"} Sudo Rule "{e["cn"][0]}"',
+    }
+
+
+def sudorule_enable(c, args, o):
+    return _sudorule_flag(c, args, o, True)
+
+
+def sudorule_disable(c, args, o):
+    return _sudorule_flag(c, args, o, False)
+
+
 def ping(c, args, o):
     return {"summary": f"IPA server version {SERVER_VERSION}. API version {API_VERSION}"}
 
@@ -682,6 +1131,25 @@ METHODS = {
     "service_del": (service_del, {"continue"}, True),
     "service_add_host": (service_add_host, {"host"}, True),
     "service_remove_host": (service_remove_host, {"host"}, True),
+    "sudocmd_show": (sudocmd_show, set(), False),
+    "sudocmd_add": (sudocmd_add, {"description"}, True),
+    "sudocmd_del": (sudocmd_del, {"continue"}, True),
+    "sudorule_show": (sudorule_show, set(), False),
+    "sudorule_add": (sudorule_add, {"description", "ipaenabledflag", *CATEGORIES}, True),
+    "sudorule_mod": (sudorule_mod, {"description", "ipaenabledflag", *CATEGORIES}, True),
+    "sudorule_del": (sudorule_del, {"continue"}, True),
+    "sudorule_enable": (sudorule_enable, set(), True),
+    "sudorule_disable": (sudorule_disable, set(), True),
+    "sudorule_add_user": (sudorule_add_user, {"user", "group"}, True),
+    "sudorule_remove_user": (sudorule_remove_user, {"user", "group"}, True),
+    "sudorule_add_host": (sudorule_add_host, {"host", "hostgroup"}, True),
+    "sudorule_remove_host": (sudorule_remove_host, {"host", "hostgroup"}, True),
+    "sudorule_add_allow_command": (sudorule_add_allow_command, {"sudocmd"}, True),
+    "sudorule_remove_allow_command": (sudorule_remove_allow_command, {"sudocmd"}, True),
+    "sudorule_add_runasuser": (sudorule_add_runasuser, {"user", "group"}, True),
+    "sudorule_remove_runasuser": (sudorule_remove_runasuser, {"user", "group"}, True),
+    "sudorule_add_option": (sudorule_add_option, {"ipasudoopt"}, True),
+    "sudorule_remove_option": (sudorule_remove_option, {"ipasudoopt"}, True),
 }
 
 

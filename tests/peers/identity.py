@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -38,6 +39,7 @@ INSTANCE = "dataplatform"
 DM_DN = "cn=Directory Manager"
 DM_PASSWORD = "Directory-Manager-Secret123"
 KDC_MASTER_PASSWORD = "Kdc-Master-Secret123"
+RPC_CODE = ("freeipa_rpc.py", "identity.py")
 PORTS = {"kdc": 1088, "kadmin": 1749, "kpasswd": 1464, "ldap": 1389, "rpc": 1443}
 
 # FreeIPA's own admin, the platform's people and the enrolment principal. Passwords are known
@@ -337,8 +339,24 @@ def seed_tree(platform: bool) -> None:
         "cn=computers,cn=accounts",
         "cn=etc",
         "cn=sysaccounts,cn=etc",
+        "cn=sudo",
+        "cn=sudorules,cn=sudo",
+        "cn=sudocmds,cn=sudo",
     ]:
         ensure_entry(conn, f"{dn},{SUFFIX}", {"objectClass": list(c), "cn": dn.split(",", maxsplit=1)[0][3:]})
+    # FreeIPA's compat view of its sudo rules (slapi-nis): sudoRole entries that sssd's ldap sudo
+    # provider and sudo-ldap read, kept by the JSON-RPC peer whenever a rule changes.
+    sudo_read = (
+        '(targetattr="objectClass || cn || sudoUser || sudoHost || sudoCommand || sudoRunAsUser || '
+        "sudoRunAsGroup || sudoOption || sudoOrder || sudoNotBefore || sudoNotAfter || entryUSN || "
+        'modifyTimestamp")(version 3.0; acl "Authenticated read of the sudo compat tree"; '
+        'allow (read, search, compare) userdn = "ldap:///all";)'
+    )
+    ensure_entry(
+        conn,
+        f"ou=sudoers,{SUFFIX}",
+        {"objectClass": ["top", "organizationalUnit"], "ou": "sudoers", "aci": sudo_read},
+    )
     # Authenticated binds (the sssd bind account, FreeIPA's users) read the tree, never passwords.
     readable = (
         "objectClass || cn || uid || sn || givenName || displayName || gecos || uidNumber || gidNumber || "
@@ -411,6 +429,29 @@ def ensure_group(conn, name: str, gid: int | None, desc: str, users: list[str], 
         conn.modify(dn, {"member": [("MODIFY_ADD", [m])]})  # already there: harmless refusal
 
 
+DN_SYNTAX = "EQUALITY distinguishedNameMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.12"
+STRING_SYNTAX = "EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15"
+# (name, DN-valued, single-valued) of the sudo attributes FreeIPA's schema adds.
+SUDO_ATTRIBUTES = [
+    ("memberUser", True, False),
+    ("memberHost", True, False),
+    ("userCategory", False, True),
+    ("hostCategory", False, True),
+    ("ipaEnabledFlag", False, True),
+    ("externalUser", False, False),
+    ("externalHost", False, False),
+    ("memberAllowCmd", True, False),
+    ("memberDenyCmd", True, False),
+    ("cmdCategory", False, True),
+    ("ipaSudoOpt", False, False),
+    ("ipaSudoRunAs", True, False),
+    ("ipaSudoRunAsExtUser", False, False),
+    ("ipaSudoRunAsUserCategory", False, True),
+    ("ipaSudoRunAsGroup", True, False),
+    ("ipaSudoRunAsGroupCategory", False, True),
+    ("sudoCmd", False, True),
+]
+
 FREEIPA_SCHEMA = "\n".join(
     [
         "dn: cn=schema",
@@ -422,6 +463,24 @@ FREEIPA_SCHEMA = "\n".join(
         "SUP top STRUCTURAL MAY ( description ) X-ORIGIN 'IPA v2' )",
         "objectClasses: ( 2.16.840.1.113730.3.8.4.3 NAME 'nestedGroup' DESC 'Group that supports nesting' "
         "SUP groupOfNames STRUCTURAL MAY memberOf X-ORIGIN 'IPA v2' )",
+        # FreeIPA's sudo rules and commands (cn=sudorules / cn=sudocmds,cn=sudo), with the
+        # attribute names FreeIPA uses; the OIDs are the peer's own (2.16.840.1.113730.3.8.99.*).
+        *(
+            f"attributeTypes: ( 2.16.840.1.113730.3.8.99.{n} NAME '{name}' DESC 'FreeIPA {name} (peer)' "
+            f"{DN_SYNTAX if dn else STRING_SYNTAX}"
+            f"{' SINGLE-VALUE' if single else ''} X-ORIGIN 'dataplatform identity peer' )"
+            for n, (name, dn, single) in enumerate(SUDO_ATTRIBUTES, start=1)
+        ),
+        "objectClasses: ( 2.16.840.1.113730.3.8.99.100 NAME 'ipaAssociation' DESC 'FreeIPA association (peer)' "
+        "SUP top ABSTRACT MUST ( ipaUniqueID $ cn ) MAY ( memberUser $ userCategory $ memberHost $ hostCategory $ "
+        "ipaEnabledFlag $ description ) X-ORIGIN 'dataplatform identity peer' )",
+        "objectClasses: ( 2.16.840.1.113730.3.8.99.101 NAME 'ipaSudoRule' DESC 'FreeIPA sudo rule (peer)' "
+        "SUP ipaAssociation STRUCTURAL MAY ( externalUser $ externalHost $ memberAllowCmd $ memberDenyCmd $ "
+        "cmdCategory $ ipaSudoOpt $ ipaSudoRunAs $ ipaSudoRunAsExtUser $ ipaSudoRunAsUserCategory $ "
+        "ipaSudoRunAsGroup $ ipaSudoRunAsGroupCategory $ sudoOrder ) X-ORIGIN 'dataplatform identity peer' )",
+        "objectClasses: ( 2.16.840.1.113730.3.8.99.102 NAME 'ipaSudoCmd' DESC 'FreeIPA sudo command (peer)' "
+        "SUP top STRUCTURAL MUST ( ipaUniqueID $ sudoCmd ) MAY ( memberOf $ description ) "
+        "X-ORIGIN 'dataplatform identity peer' )",
         "",
     ]
 )
@@ -442,8 +501,15 @@ def ensure_rpc(listen: list[str]) -> None:
     rdir = STATE / "rpc"
     rdir.mkdir(parents=True, exist_ok=True)
     pidfile = rdir / "rpc.pid"
+    # A running peer started from other code (the checkout moved on) is restarted on it.
+    code = hashlib.sha256(b"".join(Path(__file__).with_name(f).read_bytes() for f in RPC_CODE)).hexdigest()
+    stamp = rdir / "rpc.code"
     if pid_alive(pidfile):
-        return
+        if stamp.exists() and stamp.read_text() == code:
+            return
+        log("the JSON-RPC peer's code changed: restarting it")
+        stop_pid(pidfile, "freeipa_rpc")
+    stamp.write_text(code)
     log("starting the FreeIPA JSON-RPC peer")
     cmd = [
         sys.executable,
