@@ -145,3 +145,38 @@ def test_krb5_conf_lists_every_kdc():
     assert "kdc = 10.0.0.1:88" in text and "kdc = 10.0.0.2" in text
     assert "admin_server = 10.0.0.1:749" in text
     assert ".example.com = EXAMPLE.COM" in text
+
+
+def sssd_sections(text: str):
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(text)
+    return parser
+
+
+def test_sssd_conf_without_sudo_is_unchanged():
+    conf = sssd_sections(render("sssd.conf.j2", **LDAP))
+    assert conf["sssd"]["services"] == "nss, pam" and conf["sssd"]["domains"] == "example.com"
+    assert "sudo_provider" not in conf["domain/example.com"]
+
+
+def test_sssd_conf_with_sudo_reads_the_compat_tree_for_both_domains():
+    conf = sssd_sections(render("sssd.conf.j2", **LDAP, freeipa_enroll_sudo=True))
+    assert conf["sssd"]["services"] == "nss, pam, sudo"
+    assert conf["sssd"]["domains"] == "example.com, local"
+    for name in ("domain/example.com", "domain/local"):
+        assert conf[name]["sudo_provider"] == "ldap"
+        assert conf[name]["ldap_sudo_search_base"] == "ou=sudoers,dc=example,dc=com"
+    local = conf["domain/local"]
+    assert local["id_provider"] == "proxy" and local["proxy_lib_name"] == "files"
+    assert local["access_provider"] == "permit" and local["auth_provider"] == "none"
+    assert local["ldap_uri"] == "ldaps://ipa1.example.com" and local["ldap_default_authtok"] == "bind-secret"
+
+
+def test_sssd_conf_with_sudo_and_no_local_users():
+    conf = sssd_sections(
+        render("sssd.conf.j2", **LDAP, freeipa_enroll_sudo=True, freeipa_enroll_sudo_local_users=False)
+    )
+    assert conf["sssd"]["domains"] == "example.com" and not conf.has_section("domain/local")
+    assert conf["domain/example.com"]["sudo_provider"] == "ldap"
