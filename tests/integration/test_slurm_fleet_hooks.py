@@ -51,11 +51,12 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
 
 @pytest.fixture
 def installed(tmp_path: Path) -> Path:
-    """The hooks' directory as slurm_controller installs it, plus fake scontrol/squeue."""
+    """The hooks' directory as slurm_controller installs it (with asg.py and slurm.py), plus fake scontrol/squeue."""
     libexec = tmp_path / "libexec"
     libexec.mkdir()
     shutil.copy(ROOT / "roles" / "slurm_controller" / "files" / "slurm_fleet.py", libexec)
     shutil.copy(ROOT / "plugins" / "module_utils" / "asg.py", libexec)
+    shutil.copy(ROOT / "plugins" / "module_utils" / "slurm.py", libexec)  # TRES helpers of the caps
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "fake_slurm.py").write_text(FAKE_SLURM)
