@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 
 CTL = "slurm-ctl"
@@ -77,6 +79,47 @@ def cancel_all() -> None:
     wait_for("an empty queue", lambda: out(CTL, "squeue -h -o %i") == "")
 
 
+def aws(service: str):
+    """A client of the scenario's moto, at the address the hooks on the controller use."""
+    settings = dict(line.split("=", 1) for line in out(CTL, "cat /etc/default/slurm-fleet").splitlines() if "=" in line)
+    return boto3.client(
+        service,
+        endpoint_url=settings["AWS_ENDPOINT_URL"],
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def group() -> dict:
+    return aws("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=["molecule-fleet"])[
+        "AutoScalingGroups"
+    ][0]
+
+
+def ssm_values(kind: str) -> dict:
+    page = aws("ssm").get_parameters_by_path(Path=f"/dataplatform/slurm/molecule/{kind}")
+    return {p["Name"].rsplit("/", 1)[-1]: p["Value"] for p in page["Parameters"]}
+
+
+def user_caps() -> dict:
+    """{qos: MaxTRESPerUser} as slurmdbd holds it."""
+    rows = out(CTL, "sacctmgr -nP show qos format=name,maxtrespu")
+    return dict(line.split("|") for line in rows.splitlines())
+
+
+def wait_caps(engineers: str, analysts: str) -> None:
+    """The fleet timer (every 30 s) has set the per-user caps for the fleet that is up."""
+    want = {"engineers": engineers, "analysts": analysts}
+    wait_for(f"per-user caps {want}", lambda: (c := user_caps()) and all(c.get(k) == v for k, v in want.items()) and c)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _caps_for_the_whole_fleet():
+    # Both fleet nodes up (2 CPUs, 2000 MB each): engineers 1.0 of it, analysts 0.5.
+    wait_caps("cpu=4,mem=4000M", "cpu=2,mem=2000M")
+
+
 @pytest.fixture(autouse=True)
 def _empty_queue():
     cancel_all()
@@ -112,10 +155,11 @@ def test_power_saving_hooks_run_as_slurm_and_name_the_group():
     assert re.search(r"^ResumeProgram\s*= /usr/local/libexec/dask/slurm/slurm-fleet-resume$", config, re.M), config
     assert re.search(r"^SuspendExcParts\s*= schedulers$", config, re.M), config
     # The installed hook runs with the Dask environment's Python and the collection's asg.py
-    # beside it (no Ansible on the node); with no AWS here it fails naming the group.
+    # beside it (no Ansible on the node), against the group in moto: it is full (MaxSize 2).
     hook = sh(CTL, "/usr/local/libexec/dask/slurm/slurm-fleet-resume slurm-node1", "slurm", check=False)
-    assert hook.returncode == 1, hook.stderr
-    assert "slurm_fleet: describe group on ASG molecule-fleet:" in hook.stderr, hook.stderr
+    assert hook.returncode == 0, hook.stderr
+    assert "slurm_fleet: resume slurm-node1: capped at 2 nodes (asked for 3)" in hook.stderr, hook.stderr
+    assert group()["DesiredCapacity"] == 2
 
 
 def test_dask_scheduler_and_worker_run_as_alice_and_compute():
@@ -227,6 +271,9 @@ def test_lost_node_requeues_the_job_on_another_node():
     sh(node, "systemctl stop slurmd")
     try:
         wait_for(f"{node} DOWN", lambda: "DOWN" in out(CTL, f"sinfo -h -n {node} -o %T").upper())
+        # One fleet node left: the per-user caps shrink with it (engineers to one node; analysts
+        # stay at one job's 2 cores, the floor, rather than half a node).
+        wait_caps("cpu=2,mem=2000M", "cpu=2,mem=2000M")
         held = wait_for("the job requeued", lambda: (j := job(victim_job)) and int(j["Restarts"]) >= 1 and j)
         assert held["JobState"] in ("PENDING", "RUNNING"), held["JobState"]
         # Slurm keeps a requeued batch job back until its old credential expires (BeginTime,
@@ -242,3 +289,52 @@ def test_lost_node_requeues_the_job_on_another_node():
     finally:
         sh(node, "pkill -u alice || true; systemctl start slurmd", check=False)
         wait_for(f"{node} back", lambda: out(CTL, f"sinfo -h -n {node} -o %T") in ("idle", "mixed", "allocated"))
+    # The node is back: the caps grow again, and the change is in the journal.
+    wait_caps("cpu=4,mem=4000M", "cpu=2,mem=2000M")
+    journal = out(CTL, "journalctl -u slurm-fleet-lifecycle.service --no-pager -o cat")
+    assert "caps: qos engineers MaxTRESPerUser cpu=4,mem=4000 -> cpu=2,mem=2000" in journal, journal
+    assert "caps: qos engineers MaxTRESPerUser cpu=2,mem=2000 -> cpu=4,mem=4000" in journal, journal
+
+
+def test_busy_fleet_grows_through_a_placeholder_a_booting_node_claims():
+    """The last test: slurm-node1 leaves and comes back as a baked instance would boot."""
+    # The group gets room for one more instance: the fleet timer adds a powered-down placeholder.
+    aws("autoscaling").update_auto_scaling_group(AutoScalingGroupName="molecule-fleet", MaxSize=3)
+    wait_for("placeholder fleet-1", lambda: "POWERED_DOWN" in out(CTL, "scontrol show node fleet-1 -o || true"))
+    before = {i["InstanceId"] for i in group()["Instances"]}
+    # slurm-node1's instance goes (as SuspendProgram would end it): no key left on its disk, the
+    # way a freshly baked image starts, and its node leaves Slurm.
+    sh("slurm-node1", "rm -f /etc/munge/munge.key")
+    docker("stop", "slurm-node1")
+    sh(CTL, "scontrol delete nodename=slurm-node1")
+    # The fleet is fully busy: alice holds slurm-node2, bob's job has no node that is up.
+    fill = sbatch("alice", "-p workers -c2 --wrap 'sleep 600'")
+    wait_state(fill, "RUNNING")
+    waiting = sbatch("bob", "-p workers -c2 --wrap 'sleep 600'")
+    node = wait_for("bob's job given a placeholder", lambda: (n := job(waiting)["NodeList"]).startswith("fleet-") and n)
+    # ResumeProgram was called for that very placeholder: it recorded it as wanted, then raised
+    # the group's desired capacity 2 -> 3 (moto starts an instance).
+    wait_for("the resume hook", lambda: group()["DesiredCapacity"] == 3)
+    assert list(ssm_values("wanted")) == [node]
+    fleet_log = out(CTL, "cat /var/log/slurm/slurm-fleet.log")
+    assert f"slurm_fleet: resume {node}: desired capacity 2 -> 3" in fleet_log, fleet_log[-3000:]
+    (new_instance,) = {i["InstanceId"] for i in group()["Instances"]} - before
+    # slurm-node1 boots as that new instance (no instance metadata in a container: its id is given).
+    settings = [
+        line for line in out(CTL, "cat /etc/default/slurm-fleet").splitlines() if "SLURM_NODE_INSTANCE_ID" not in line
+    ]
+    with tempfile.NamedTemporaryFile("w", suffix=".env") as claim_env:
+        claim_env.write("\n".join([*settings, f"SLURM_NODE_INSTANCE_ID={new_instance}", ""]))
+        claim_env.flush()
+        docker("cp", claim_env.name, "slurm-node1:/etc/default/slurm-node-claim")
+    docker("start", "slurm-node1")
+    running = wait_state(waiting, "RUNNING")
+    assert running["NodeList"] == node
+    assert "NodeHostName=slurm-node1" in out(CTL, f"scontrol show node {node} -o")
+    assert ssm_values("claims") == {node: new_instance}
+    # Its first boot fetched the munge key from SSM before munge started.
+    fetched = out("slurm-node1", "journalctl -b -u munge-key-fetch.service -o cat --no-pager")
+    assert "wrote /etc/munge/munge.key from ssm:/molecule/slurm/munge-key" in fetched, fetched
+    assert out("slurm-node1", "stat -c '%a %U' /etc/munge/munge.key") == "400 munge"
+    claimed = out("slurm-node1", "journalctl -b -u slurm-node-claim.service -o cat --no-pager")
+    assert f"{new_instance} claimed {node}" in claimed, claimed
