@@ -4,6 +4,7 @@ passwords (a wrong one is refused), the fetched service keytab works and nobody 
 from __future__ import annotations
 
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -119,3 +120,56 @@ def test_sssd_config_is_private(host):
     mode, owner, group = sh(host, "stat -c '%a %U %G' /etc/sssd/sssd.conf").stdout.split()
     assert owner == "root" and mode in ("600", "640") and mode.endswith("0")
     assert group in ("root", "sssd")
+
+
+# ---------------------------------------------------------------------------- sudo from FreeIPA
+LAUNCHER = "/opt/dask/current/bin/dask-gateway-jobqueue-launcher"
+
+
+def as_gateway(host: str, cmd: str) -> subprocess.CompletedProcess:
+    """`cmd` run by the gateway's local service user, with no terminal and no password to give."""
+    return sh(host, f"runuser -u dask-gateway -- {cmd} </dev/null", check=False)
+
+
+def gateway_rules(host: str) -> str:
+    """`sudo -ll -U dask-gateway`, once sssd has fetched the rule from LDAP (it may take a moment)."""
+    out = ""
+    for _attempt in range(30):
+        out = sh(host, "sudo -ll -U dask-gateway", check=False).stdout
+        if LAUNCHER in out:
+            break
+        time.sleep(2)
+    return out
+
+
+def test_the_launcher_rule_comes_from_freeipa(host):
+    out = gateway_rules(host)
+    assert "LDAP Role: dask-gateway-launcher" in out, out  # sudo got it from sssd, not a file
+    assert "%dask_users" in out and LAUNCHER in out and "!authenticate" in out
+    runas = [line.strip() for line in out.splitlines() if line.strip().startswith("RunAsUsers:")]
+    assert runas == ["RunAsUsers: %dask_users"], runas  # never ALL, never root
+    assert sh(host, "grep -rs dask-gateway /etc/sudoers /etc/sudoers.d", check=False).returncode == 1
+
+
+def test_the_gateway_starts_the_launcher_as_a_platform_user(host):
+    gateway_rules(host)
+    for user in ("alice", "bob"):  # data_engineers and data_analysts are in dask_users
+        res = as_gateway(host, f"sudo -n -u {user} {LAUNCHER}")
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() == f"launcher as {user}"
+
+
+@pytest.mark.parametrize("target", ["root", "carol"])
+def test_the_gateway_never_runs_it_as_root_or_an_outsider(host, target):
+    gateway_rules(host)
+    res = as_gateway(host, f"sudo -n -u {target} {LAUNCHER}")
+    assert res.returncode != 0 and "launcher as" not in res.stdout
+    assert "not allowed to execute" in res.stderr or "a password is required" in res.stderr, res.stderr
+
+
+def test_the_rule_allows_only_the_launcher(host):
+    gateway_rules(host)
+    res = as_gateway(host, "sudo -n -u alice /usr/bin/id")
+    assert res.returncode != 0 and "uid=" not in res.stdout
+    res = as_gateway(host, f"sudo -n {LAUNCHER}")  # no -u: root
+    assert res.returncode != 0 and "launcher as" not in res.stdout
