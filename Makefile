@@ -15,13 +15,13 @@ export DP_WHEELHOUSE ?= $(CACHE)/wheelhouse
 # Molecule scenarios run one after another (2 cores): `make molecule SCENARIOS="cluster"`.
 SCENARIOS ?= $(shell scripts/list-scenarios.sh)
 
-.PHONY: help demo demo-down test lint sanity unit integration molecule bench \
+.PHONY: help demo demo-down test lint sanity unit integration molecule bench bench-gateway \
         venv host images wheelhouse collection build clean
 
 help:
 	@echo "make demo       bring up the whole platform locally and run a real Dask job through it"
 	@echo "make test       bootstrap and run every check: lint sanity unit integration molecule"
-	@echo "sub-targets:    lint sanity unit integration molecule [SCENARIOS=...] build bench demo-down clean"
+	@echo "sub-targets:    lint sanity unit integration molecule [SCENARIOS=...] build bench bench-gateway demo-down clean"
 
 ## --- bootstrap (idempotent) -------------------------------------------------
 venv:
@@ -65,6 +65,10 @@ build: venv
 
 bench: venv collection host wheelhouse
 	@scripts/with-docker.sh scripts/bench.sh
+
+# The gateway drills on make demo's hosts: kill -9/restart, restart under 30 users, 10-min soak.
+bench-gateway: venv collection host wheelhouse
+	@scripts/with-docker.sh scripts/bench-gateway.sh
 
 ## --- demo ---------------------------------------------------------------------
 demo: venv collection host wheelhouse

@@ -8,21 +8,18 @@ and the drill measures the time until the API answers alice again, then checks t
 cluster is still listed and still computes.
 
 usage: .venv/bin/python bench/gateway_drills.py    (after `make demo`, or molecule converge -s platform)
+The same restart under 30 users' load, and a 10-minute soak: bench/gateway_soak.py.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-HOST = "platform-gateway"
-URL = "https://platform-gateway.dataplatform.test:8000/api/v1/clusters/"
+from _platform_gateway import PY, put, sh, wait_healthy
+
 USER, PASSWORD = "alice", "Alice-Secret123"
-PY = "/opt/dask/current/bin/python"
 
 CLIENT = r"""
 import json, sys
@@ -51,34 +48,9 @@ with Gateway(auth=BasicAuth(user, password)) as gw:
 """
 
 
-def sh(cmd: str, check: bool = True, timeout: int = 300) -> str:
-    res = subprocess.run(
-        ["docker", "exec", "-w", "/tmp", HOST, "sh", "-c", cmd],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if check and res.returncode != 0:
-        raise RuntimeError(f"{cmd}: {res.stderr.strip()[-800:]}")
-    return res.stdout.strip()
-
-
 def client(*args: str) -> dict:
     out = sh(f"runuser -u {USER} -- {PY} /usr/local/share/gateway_drill_client.py " + " ".join(args))
     return json.loads(out.splitlines()[-1])
-
-
-def api_status() -> str:
-    return sh(f"curl -s -o /dev/null -w '%{{http_code}}' -m 5 -u {USER}:{PASSWORD} {URL}", check=False)
-
-
-def wait_healthy(since: float, timeout: float = 120) -> float | None:
-    while time.monotonic() - since < timeout:
-        if api_status() == "200":
-            return round(time.monotonic() - since, 2)
-        time.sleep(0.2)
-    return None
 
 
 def drill(name: str, hit: str) -> dict:
@@ -87,7 +59,7 @@ def drill(name: str, hit: str) -> dict:
     start = time.monotonic()
     sh(hit)
     time.sleep(0.3)  # the old process is gone before the first probe
-    healthy = wait_healthy(start)
+    healthy = wait_healthy(start, USER, PASSWORD)
     after = sh("systemctl show -p MainPID --value dask-gateway")
     check = client("check", USER, PASSWORD, cluster["name"])
     client("stop", USER, PASSWORD, cluster["name"])
@@ -101,12 +73,7 @@ def drill(name: str, hit: str) -> dict:
 
 
 def main() -> int:
-    subprocess.run(
-        ["docker", "exec", "-i", HOST, "sh", "-c", "cat > /usr/local/share/gateway_drill_client.py"],
-        input=CLIENT,
-        text=True,
-        check=True,
-    )
+    put("/usr/local/share/gateway_drill_client.py", CLIENT)
     results = [
         drill("kill -9 gateway", "kill -9 $(systemctl show -p MainPID --value dask-gateway)"),
         drill("systemctl restart dask-gateway", "systemctl restart dask-gateway"),

@@ -8,6 +8,7 @@ PLAY RECAP. Prints JSON:
 
 usage: .venv/bin/python bench/site_converge.py [--keep-cold] [--destroy]
   --keep-cold  reuse running containers: time the re-run only
+Each converge's whole output is kept in .cache/platform/site-converge-{cold,rerun}.log.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ RECAP = re.compile(
 )
 
 
-def molecule(*args: str) -> tuple[float, str]:
+LOGS = ROOT / ".cache" / "platform"
+
+
+def molecule(*args: str, log: str | None = None) -> tuple[float, str]:
     env = dict(os.environ, PATH=f"{ROOT / '.venv/bin'}:{os.environ['PATH']}", ANSIBLE_FORCE_COLOR="0", NO_COLOR="1")
     env.setdefault("DP_WHEELHOUSE", str(ROOT / ".cache/wheelhouse"))
     start = time.monotonic()
@@ -42,6 +46,9 @@ def molecule(*args: str) -> tuple[float, str]:
         check=False,
     )
     took = time.monotonic() - start
+    if log:  # the whole output (profile_tasks' slowest tasks included) for the next look
+        LOGS.mkdir(parents=True, exist_ok=True)
+        (LOGS / f"site-converge-{log}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
         raise SystemExit(f"molecule {' '.join(args)} failed")
@@ -70,10 +77,10 @@ def main() -> int:
             molecule("destroy")
             result["create_s"] = round(molecule("create")[0], 1)
             result["prepare_s"] = round(molecule("prepare")[0], 1)
-            cold, out = molecule("converge")
+            cold, out = molecule("converge", log="cold")
             result["cold_s"] = round(cold, 1)
             result["cold"] = recap(out)
-        rerun, out = molecule("converge")
+        rerun, out = molecule("converge", log="rerun")
         result["rerun_s"] = round(rerun, 1)
         result["rerun"] = recap(out)
         result["target_rerun"] = "0 changed in <= 60 s"
