@@ -80,3 +80,60 @@ def test_the_stock_launch_is_one_setting_away(tmp_path):
     c = Config()
     configure(c, path)
     assert PlatformLocalBackend(config=c).launcher == "spawn"
+
+
+def slurm_settings(tmp_path):
+    path = settings(tmp_path)
+    s = json.loads(open(path).read())
+    s["gateway"].update(backend="slurm", api_url="https://gw.dataplatform.test:8000/api")
+    s["slurm"] = {
+        "launcher": "/opt/dask/venv-2026.8.0/bin/dask-gateway-jobqueue-launcher",
+        "bin_dir": "/usr/bin",
+        "scheduler_partition": "schedulers",
+        "worker_partition": "workers",
+        "staging_directory": "{home}/.dask-gateway/",
+        "start_timeout": 86400,
+    }
+    open(path, "w").write(json.dumps(s))
+    return path
+
+
+def test_backend_slurm_combines_the_quotas_with_the_slurm_backend(tmp_path):
+    from dataplatform_gateway.backend import PolicyBackendMixin
+    from dataplatform_gateway.slurm_backend import FleetBackend, PlatformSlurmBackend
+
+    c = Config()
+    configure(c, slurm_settings(tmp_path))
+    assert c.DaskGateway.backend_class == "dataplatform_gateway.slurm_backend.FleetBackend"
+    b = FleetBackend(config=c)
+    assert isinstance(b, PolicyBackendMixin) and isinstance(b, PlatformSlurmBackend)
+    assert b.policy.user_max_cores == 4  # the same quotas as the local backend
+    # Schedulers on other hosts heartbeat to the public endpoint; the database stays on disk.
+    assert b.api_url == "https://gw.dataplatform.test:8000/api"
+    assert b.db_url == "sqlite:////var/lib/dask-gateway/gateway.sqlite"
+    assert b.db_encrypt_keys == [b"a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U="]
+    assert b.stop_clusters_on_shutdown is False
+    assert b.dask_gateway_jobqueue_launcher == "/opt/dask/venv-2026.8.0/bin/dask-gateway-jobqueue-launcher"
+    assert (b.submit_command, b.status_command, b.cancel_command) == (
+        "/usr/bin/sbatch",
+        "/usr/bin/squeue",
+        "/usr/bin/scancel",
+    )
+    assert b.cluster_start_timeout == b.worker_start_timeout == 86400
+    config = b.cluster_config_class(parent=b)
+    assert config.scheduler_cmd == ["/opt/dask/venv-2026.8.0/bin/dask", "scheduler"]
+    assert config.worker_cmd == ["/opt/dask/venv-2026.8.0/bin/dask", "worker"]
+    assert (config.scheduler_partition, config.worker_partition) == ("schedulers", "workers")
+    assert config.staging_directory == "{home}/.dask-gateway/"
+    assert config.environment == {"DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "500ms"}
+
+
+def test_an_unknown_backend_is_refused_with_the_choices(tmp_path):
+    import pytest
+
+    path = settings(tmp_path)
+    s = json.loads(open(path).read())
+    s["gateway"]["backend"] = "kubernetes"
+    open(path, "w").write(json.dumps(s))
+    with pytest.raises(ValueError, match=r"one of \['local', 'slurm'\]"):
+        configure(Config(), path)

@@ -145,3 +145,36 @@ def test_other_squeue_failures_are_raised_with_the_reason(backend, tmp_path):
     backend.status_command = str(fake)
     with pytest.raises(RuntimeError, match="Unable to contact slurm controller"):
         asyncio.run(backend.check_jobs(["41"]))
+
+
+def test_the_cluster_report_carries_the_reason_a_cluster_waits(tmp_path):
+    from dask_gateway_server.models import Cluster, ClusterStatus
+    from dataplatform_gateway.backend import PolicyBackendMixin
+    from dataplatform_gateway.slurm_backend import PENDING_KEY, FleetBackend
+
+    b = FleetBackend()
+    assert isinstance(b, PolicyBackendMixin)
+    fake = tmp_path / "squeue"
+    fake.write_text(f"#!{sys.executable}\n" + FAKE_SQUEUE)
+    fake.chmod(0o755)
+    b.status_command = str(fake)
+    asyncio.run(b.check_jobs(["10", "11", "12"]))
+    records = {
+        "waits": SimpleNamespace(state={"job_id": "11"}, workers={}),
+        "runs": SimpleNamespace(state={"job_id": "12"}, workers={}),
+    }
+    b.db = SimpleNamespace(get_cluster=records.get)
+    options = {"worker_cores": 1}
+
+    def model(name):
+        return Cluster(name, ME, "tok", options, {}, ClusterStatus.PENDING)
+
+    waiting = b.with_pending(model("waits"))
+    pending = waiting.options[PENDING_KEY]
+    assert pending["reason"] == "Priority"
+    assert pending["message"].startswith("scheduler: waiting for Slurm: higher-priority jobs are ahead (Priority;")
+    # What a stock client parses: the key rides in `options`, and the stored options are untouched.
+    assert waiting.to_dict(full=False)["options"][PENDING_KEY]["job"] == "scheduler"
+    assert options == {"worker_cores": 1}
+    assert PENDING_KEY not in b.with_pending(model("runs")).options
+    assert b.with_pending(None) is None

@@ -12,6 +12,11 @@ import json
 
 from .tls import use_ec_cluster_keys
 
+BACKENDS = {
+    "local": "dataplatform_gateway.backend.PlatformLocalBackend",
+    "slurm": "dataplatform_gateway.slurm_backend.FleetBackend",
+}
+
 
 def load(path: str) -> dict:
     with open(path, encoding="utf-8") as f:
@@ -31,7 +36,10 @@ def configure(c, path: str) -> dict:
     c.DaskGateway.address = gw["api_address"]
     c.DaskGateway.log_level = gw.get("log_level", "INFO")
     c.DaskGateway.authenticator_class = "dataplatform_gateway.auth.FreeIPAAuthenticator"
-    c.DaskGateway.backend_class = gw.get("backend_class", "dataplatform_gateway.backend.PlatformLocalBackend")
+    kind = gw.get("backend", "local")
+    if kind not in BACKENDS:
+        raise ValueError(f"gateway.backend must be one of {sorted(BACKENDS)} (got {kind!r})")
+    c.DaskGateway.backend_class = gw.get("backend_class") or BACKENDS[kind]
 
     c.Proxy.address = gw["address"]
     c.Proxy.tcp_address = gw["tcp_address"]
@@ -45,24 +53,45 @@ def configure(c, path: str) -> dict:
 
     backend = c[c.DaskGateway.backend_class.rsplit(".", 1)[1]]
     backend.policy_settings = s["policy"]
-    # Local clusters heartbeat to the private API (no TLS to trust, no proxy hop).
-    backend.api_url = gw.get("api_url") or f"http://{gw['api_address']}/api"
     backend.db_url = gw["db_url"]
     backend.db_encrypt_keys = read_keys(gw["encrypt_keys_file"])
     # Clusters outlive a restart of the gateway: it finds them again in the database.
     backend.stop_clusters_on_shutdown = False
-    backend.clusters_directory = gw["clusters_directory"]
     backend.cluster_status_period = float(gw.get("status_period", 30))
     backend.worker_status_period = float(gw.get("status_period", 30))
     backend.cluster_heartbeat_period = int(gw.get("heartbeat_period", 15))
     backend.min_uid = int(gw.get("min_uid", 1000))
-    # Schedulers and workers fork from a pre-imported launcher ("zygote"), or start as fresh
-    # processes ("spawn", the stock path).
-    backend.launcher = gw.get("launcher", "zygote")
-    backend.launcher_dask_command = gw["dask_command"]
+    if kind == "slurm":
+        _configure_slurm(c, backend, gw, s["slurm"])
+    else:
+        # Local clusters heartbeat to the private API (no TLS to trust, no proxy hop).
+        backend.api_url = gw.get("api_url") or f"http://{gw['api_address']}/api"
+        backend.clusters_directory = gw["clusters_directory"]
+        # Schedulers and workers fork from a pre-imported launcher ("zygote"), or start as fresh
+        # processes ("spawn", the stock path).
+        backend.launcher = gw.get("launcher", "zygote")
+        backend.launcher_dask_command = gw["dask_command"]
 
     c.ClusterConfig.scheduler_cmd = [gw["dask_command"], "scheduler"]
     c.ClusterConfig.worker_cmd = [gw["dask_command"], "worker"]
     c.ClusterConfig.idle_timeout = float(s["policy"].get("idle_timeout", 7200))
     c.ClusterConfig.environment = {str(k): str(v) for k, v in gw.get("cluster_environment", {}).items()}
     return s
+
+
+def _configure_slurm(c, backend, gw, sl: dict) -> None:
+    """Clusters as Slurm jobs: submitted as their user through sudo, polled as the gateway's user."""
+    # Schedulers on other hosts reach the gateway through its public (TLS) endpoint.
+    backend.api_url = gw["api_url"]
+    backend.dask_gateway_jobqueue_launcher = sl["launcher"]
+    backend.submit_command = sl["bin_dir"].rstrip("/") + "/sbatch"
+    backend.cancel_command = sl["bin_dir"].rstrip("/") + "/scancel"
+    backend.status_command = sl["bin_dir"].rstrip("/") + "/squeue"
+    # A queued job keeps its place: the queue, not a timer, decides when it starts.
+    backend.cluster_start_timeout = float(sl["start_timeout"])
+    backend.worker_start_timeout = float(sl["start_timeout"])
+    cfg = c.PlatformSlurmClusterConfig
+    cfg.scheduler_partition = sl["scheduler_partition"]
+    cfg.worker_partition = sl["worker_partition"]
+    # In the user's home on EFS: every node reads the cluster's TLS files from there.
+    cfg.staging_directory = sl["staging_directory"]

@@ -14,18 +14,28 @@ What upstream's SlurmBackend lacks here:
 
 Status polling runs as the gateway's service user, a Slurm operator (PrivateData hides other
 users' jobs from everyone else).
+
+``FleetBackend`` is what the role configures for ``dask_gateway_backend: slurm``: the platform's
+quotas (``PolicyBackendMixin``) over ``PlatformSlurmBackend``, with the waiting reason in the
+cluster report every client reads (``options["slurm_pending"]``: dask-gateway's API has no other
+free-form field a stock client accepts).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 
 from dask_gateway_server.backends.jobqueue.slurm import SlurmBackend, SlurmClusterConfig
 from dask_gateway_server.traitlets import Type
-from traitlets import Unicode, default
+from traitlets import Integer, Unicode, default
+
+from .backend import PolicyBackendMixin, user_identity
 
 DASK = "/opt/dask/current/bin/dask"
 PENDING_STATE = "PD"
+# The cluster report's options key a waiting cluster's Slurm reason is shown under.
+PENDING_KEY = "slurm_pending"
 ALIVE_STATES = ("R", "CG", "PD", "CF")
 
 
@@ -195,3 +205,36 @@ class PlatformSlurmBackend(SlurmBackend):
             if wid in self.pending:
                 return dict(self.pending[wid], job="worker " + worker.name)
         return None
+
+
+class FleetBackend(PolicyBackendMixin, PlatformSlurmBackend):
+    """The platform's quotas and admin listings over Slurm; reports say why a cluster waits.
+
+    The report is a copy: the options stored in the database stay what the user asked.
+    """
+
+    min_uid = Integer(1000, help="Lowest uid that may own a cluster.", config=True)
+
+    async def start_cluster(self, user, cluster_options):
+        # A clear message before anything is submitted: no account, or a system account.
+        user_identity(user.name, self.min_uid)
+        return await super().start_cluster(user, cluster_options)
+
+    def with_pending(self, model):
+        """``model`` (a cluster report) with ``options["slurm_pending"]`` while a job waits."""
+        if model is None or not hasattr(self, "db"):
+            return model
+        record = self.db.get_cluster(model.name)
+        report = self.pending_report(record) if record is not None else None
+        if report is None:
+            return model
+        out = copy.copy(model)
+        pending = dict(report, message=f"{report['job']}: {report['message']}")
+        out.options = dict(model.options or {}, **{PENDING_KEY: pending})
+        return out
+
+    async def get_cluster(self, cluster_name, wait=False):
+        return self.with_pending(await super().get_cluster(cluster_name, wait=wait))
+
+    async def list_clusters(self, username=None, statuses=None):
+        return [self.with_pending(c) for c in await super().list_clusters(username=username, statuses=statuses)]
