@@ -627,6 +627,34 @@ def service_remove_host(c, args, o):
     return _service_hosts(c, args, o, False)
 
 
+# ---------------------------------------------------------------------------- host groups
+def hostgroup_view(c: Connection, cn: str) -> dict:
+    e = DIR.entry(c, f"cn={cn},cn=hostgroups,cn=accounts,{SUFFIX}")
+    if not e:
+        raise not_found(cn, "host group")
+    out: dict = {"dn": f"cn={cn},cn=hostgroups,cn=accounts,{SUFFIX}", "cn": [cn]}
+    if e.get("description"):
+        out["description"] = [e["description"][0]]
+    return out
+
+
+def hostgroup_show(c, args, o):
+    cn = check_group_name(args[0])
+    return {"result": hostgroup_view(c, cn), "value": cn, "summary": None}
+
+
+def hostgroup_add(c, args, o):
+    cn = check_group_name(args[0])
+    dn = f"cn={cn},cn=hostgroups,cn=accounts,{SUFFIX}"
+    if DIR.entry(c, dn, ["cn"]):
+        raise IPAError(4002, "DuplicateEntry", f'host group with name "{cn}" already exists')
+    attrs = {"cn": cn, "ipaUniqueID": secrets.token_hex(16)}
+    if o.get("description"):
+        attrs["description"] = o["description"]
+    c.add(dn, ["top", "groupOfNames", "nestedGroup", "ipaObject"], attrs)
+    return {"result": hostgroup_view(c, cn), "value": cn, "summary": f'Added hostgroup "{cn}"'}
+
+
 # ---------------------------------------------------------------------------- sudo rules and commands
 SUDORULES_DN = f"cn=sudorules,cn=sudo,{SUFFIX}"
 SUDOCMDS_DN = f"cn=sudocmds,cn=sudo,{SUFFIX}"
@@ -1131,6 +1159,8 @@ METHODS = {
     "service_del": (service_del, {"continue"}, True),
     "service_add_host": (service_add_host, {"host"}, True),
     "service_remove_host": (service_remove_host, {"host"}, True),
+    "hostgroup_show": (hostgroup_show, set(), False),
+    "hostgroup_add": (hostgroup_add, {"description"}, True),
     "sudocmd_show": (sudocmd_show, set(), False),
     "sudocmd_add": (sudocmd_add, {"description"}, True),
     "sudocmd_del": (sudocmd_del, {"continue"}, True),

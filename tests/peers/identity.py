@@ -337,6 +337,7 @@ def seed_tree(platform: bool) -> None:
         "cn=groups,cn=accounts",
         "cn=services,cn=accounts",
         "cn=computers,cn=accounts",
+        "cn=hostgroups,cn=accounts",
         "cn=etc",
         "cn=sysaccounts,cn=etc",
         "cn=sudo",

@@ -127,6 +127,7 @@ def test_gateway_launcher_rule_lifecycle(ansible, ipa_conn, ipa_client, identity
 def test_enrolled_host_is_a_member(ansible, ipa_conn, ipa_client, identity, rule, unique):
     host = f"{unique}-enrolled.dataplatform.test"
     ipa_client._request("host_add", [host], {"force": True})
+    ipa_client._request("hostgroup_add", [f"{unique}_gateways"], {})
     res = ansible(
         "freeipa_sudorule",
         {
@@ -134,6 +135,7 @@ def test_enrolled_host_is_a_member(ansible, ipa_conn, ipa_client, identity, rule
             "name": rule,
             "users": ["alice"],
             "hosts": [host],
+            "hostgroups": [f"{unique}_gateways"],
             "commands": ["/usr/bin/true"],
             "runas_users": ["bob"],
         },
@@ -143,7 +145,10 @@ def test_enrolled_host_is_a_member(ansible, ipa_conn, ipa_client, identity, rule
     assert entry["memberhost_host"] == [host] and "externalhost" not in entry
     assert entry["memberuser_user"] == ["alice"] and entry["ipasudorunas_user"] == ["bob"]
     view = compat(identity, rule)
-    assert view["sudoHost"] == [host] and view["sudoUser"] == ["alice"] and view["sudoRunAsUser"] == ["bob"]
+    assert view["sudoHost"] == sorted([f"+{unique}_gateways", host])  # a host group is a netgroup to sudo
+    assert view["sudoUser"] == ["alice"] and view["sudoRunAsUser"] == ["bob"]
+    res = ansible("freeipa_sudorule", {**ipa_conn, "name": rule, "hostgroups": ["no_such_hostgroup"]})
+    assert res.get("failed") and "no such host group: no_such_hostgroup" in res["msg"]
 
 
 def test_run_as_anyone_is_cleared(ansible, ipa_conn, ipa_client, identity, rule, changed_once):
