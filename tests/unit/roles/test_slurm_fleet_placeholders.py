@@ -199,14 +199,14 @@ def test_a_lost_race_on_every_wanted_node_falls_back_to_the_host_name(aws, tmp_p
     assert params(aws, "claims") == {"fleet-1": "i-winner"}
 
 
-def test_suspend_terminates_the_claiming_instance_and_frees_the_placeholder(aws):
+def test_suspend_terminates_the_claiming_instance_and_frees_the_placeholder(aws, tmp_path):
     slurm = FakeSlurm([])
     f = fleet(aws, slurm)
     f.placeholders()
     before = [i["InstanceId"] for i in group(aws)["Instances"]]
     f.resume(["fleet-1"])
     (iid,) = new_instances(aws, before)
-    assert slurm_node_claim.run(CLAIMS, "/dev/null", iid, False, 5, ssm=aws["ssm"]) == "fleet-1"
+    assert slurm_node_claim.run(CLAIMS, tmp_path / "claim.env", iid, False, 5, ssm=aws["ssm"]) == "fleet-1"
     slurm.nodes["fleet-1"]["states"] = "IDLE+CLOUD+DYNAMIC_NORM"
     assert f.suspend(["fleet-1"]) == [iid]
     assert group(aws)["DesiredCapacity"] == 2
@@ -239,14 +239,14 @@ def test_claims_of_instances_gone_from_the_group_are_released(aws, capsys):
     assert "its instance i-gone left ASG dask-fleet" in capsys.readouterr().err
 
 
-def test_lifecycle_lets_an_idle_claimed_placeholder_go_and_powers_it_down(aws):
+def test_lifecycle_lets_an_idle_claimed_placeholder_go_and_powers_it_down(aws, tmp_path):
     slurm = FakeSlurm([])
     f = fleet(aws, slurm)
     f.placeholders()
     before = [i["InstanceId"] for i in group(aws)["Instances"]]
     f.resume(["fleet-1"])
     (iid,) = new_instances(aws, before)
-    slurm_node_claim.run(CLAIMS, "/dev/null", iid, False, 5, ssm=aws["ssm"])
+    slurm_node_claim.run(CLAIMS, tmp_path / "claim.env", iid, False, 5, ssm=aws["ssm"])
     slurm.nodes["fleet-1"]["states"] = "IDLE+CLOUD+DYNAMIC_NORM"
     backend = autoscaling_backends[DEFAULT_ACCOUNT_ID][REGION]
     for state in backend.autoscaling_groups[GROUP].instance_states:
