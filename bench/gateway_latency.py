@@ -16,6 +16,18 @@ the host (the Molecule scenario exercises that). Per-user limits are lifted for 
 usage: python bench/gateway_latency.py [--users 30] [--user alice:Alice-Secret123] [--only stock|platform]
                                       [--launcher zygote|spawn]
 Target: new_cluster -> first result p95 <= 2 s at 30 users (the spec allows 5 s).
+
+``--backend slurm`` measures the converged ``molecule/gateway_slurm`` scenario instead (run
+``molecule converge -s gateway_slurm`` first, under the molecule lock): the same flow through the
+role's gateway with backend slurm (schedulers and workers as Slurm jobs on the scheduler node and
+the fleet) and, in the same run, through a second gateway this script starts in the gateway
+container with the same settings and backend local (processes on the gateway host, as root does
+it). 1 user (``--repeat`` times in a row) and ``--users`` concurrent users (``--rounds`` rounds).
+It also times where a Slurm start goes: sudo + launcher per submission, importing distributed on
+a node, and Slurm's submit-to-start from sacct. Results also go to bench/results/.
+
+usage: python bench/gateway_latency.py --backend slurm [--users 3] [--repeat 8] [--rounds 3]
+                                      [--user alice:Alice-Secret123 --user bob:Bob-Secret123]
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -213,9 +226,193 @@ async def run(address: tuple[str, str], users: int, creds: list[tuple[str, str]]
     }
 
 
+# --- backend slurm: against the converged molecule/gateway_slurm scenario ------------------------
+
+SLURM_GATEWAY = "gws-gateway"
+SLURM_URL = ("https://gws-gateway.dataplatform.test:8000", "gateway://gws-gateway.dataplatform.test:8786")
+LOCAL_PORTS = (18000, 18786, 18001)
+LOCAL_URL = (
+    f"https://gws-gateway.dataplatform.test:{LOCAL_PORTS[0]}",
+    f"gateway://gws-gateway.dataplatform.test:{LOCAL_PORTS[1]}",
+)
+IN_CONTAINER = "/opt/dask/current/bin/python"
+
+
+def docker(host: str, cmd: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(
+        ["docker", "exec", host, "sh", "-c", cmd], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and res.returncode != 0:
+        raise SystemExit(f"{host}: {cmd}: rc={res.returncode}\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
+    return res
+
+
+# A second gateway in the gateway container: the role's settings with backend local, its own
+# ports, database and cluster directory, as root (what backend local runs as).
+LOCAL_SETUP = r"""
+import json
+s = json.load(open("/etc/dask-gateway/settings.json"))
+g = s["gateway"]
+g.update(backend="local", api_url="", address="0.0.0.0:{0}", tcp_address="0.0.0.0:{1}",
+         api_address="127.0.0.1:{2}", tls_key="/etc/dask/tls/node.key",
+         db_url="sqlite:////var/lib/dask-gateway-bench/gateway.sqlite",
+         clusters_directory="/var/lib/dask-gateway-bench/clusters")
+s["auth"]["methods"] = ["ldap"]
+json.dump(s, open("/var/lib/dask-gateway-bench/settings.json", "w"))
+open("/var/lib/dask-gateway-bench/config.py", "w").write(
+    "from dataplatform_gateway.config import configure\nconfigure(c, '/var/lib/dask-gateway-bench/settings.json')\n")
+"""
+
+
+def start_local_in_container() -> None:
+    docker(SLURM_GATEWAY, "rm -rf /var/lib/dask-gateway-bench && mkdir -p -m 0711 /var/lib/dask-gateway-bench/clusters")
+    setup = LOCAL_SETUP.format(*LOCAL_PORTS)
+    docker(SLURM_GATEWAY, f"cat > /root/bench_local_setup.py <<'PYEOF'\n{setup}\nPYEOF")
+    docker(SLURM_GATEWAY, f"{IN_CONTAINER} /root/bench_local_setup.py")
+    docker(
+        SLURM_GATEWAY,
+        "systemd-run --unit dask-gateway-bench --property=KillMode=control-group "
+        "--working-directory=/var/lib/dask-gateway-bench "
+        "/opt/dask/current/bin/dask-gateway-server --config /var/lib/dask-gateway-bench/config.py",
+    )
+    for _attempt in range(60):
+        res = docker(SLURM_GATEWAY, f"curl -sf --cacert /etc/dask/tls/ca.crt {LOCAL_URL[0]}/api/health", check=False)
+        if res.returncode == 0:
+            return
+        time.sleep(1)
+    raise SystemExit("the local gateway in the container did not start: journalctl -u dask-gateway-bench")
+
+
+def stop_local_in_container() -> None:
+    docker(SLURM_GATEWAY, "systemctl stop dask-gateway-bench; rm -rf /var/lib/dask-gateway-bench", check=False)
+
+
+def inner(address: tuple[str, str], users: int, rounds: int, creds: list[tuple[str, str]]) -> dict:
+    """In the container: `rounds` rounds of `users` concurrent sessions; one sample per session."""
+    samples, errors, cpu0, t0 = [], [], busy_cpu_seconds(), time.perf_counter()
+    for _round in range(rounds):
+        got = asyncio.run(_gather(address, users, creds))
+        samples += [r for r in got if isinstance(r, dict)]
+        errors += [repr(r) for r in got if not isinstance(r, dict)]
+    out = {"users": users, "rounds": rounds, "ok": len(samples), "errors": errors[:5]}
+    out["wall_s"] = round(time.perf_counter() - t0, 1)
+    out["host_cpu_s"] = round(busy_cpu_seconds() - cpu0, 1)
+    out["steps"] = {
+        s: {
+            "p50": round(statistics.median([r[s] for r in samples]), 3),
+            "p95": round(pct([r[s] for r in samples], 0.95), 3),
+            "max": round(max(r[s] for r in samples), 3),
+        }
+        for s in STEPS
+        if samples
+    }
+    return out
+
+
+async def _gather(address, users, creds):
+    return await asyncio.gather(
+        *(one_user(address, *creds[i % len(creds)]) for i in range(users)), return_exceptions=True
+    )
+
+
+def run_inner(address: tuple[str, str], users: int, rounds: int, creds: list[tuple[str, str]]) -> dict:
+    user_args = " ".join(f"--user {u}:{p}" for u, p in creds)
+    cmd = (
+        f"{IN_CONTAINER} /tmp/gateway_latency.py --inner {address[0]} {address[1]} "
+        f"--users {users} --rounds {rounds} {user_args}"
+    )
+    return json.loads(docker(SLURM_GATEWAY, cmd, timeout=3600).stdout.strip().splitlines()[-1])
+
+
+def where_the_time_goes(reps: int = 10) -> dict:
+    """The parts of a Slurm start that are not Dask's: sudo + launcher, imports on a node, Slurm."""
+    settings = json.loads(docker(SLURM_GATEWAY, "cat /etc/dask-gateway/settings.json").stdout)
+    launcher = settings["slurm"]["launcher"]
+    request = json.dumps({"action": "stop", "cmd": ["/bin/true"], "env": {}})
+    timer = (
+        "import subprocess, sys, time, statistics; t=[]\n"
+        "for _ in range({n}):\n"
+        "    s=time.perf_counter(); subprocess.run(sys.argv[1:], input={inp!r}, "
+        "check=True, capture_output=True); t.append(time.perf_counter()-s)\n"
+        "print(round(statistics.median(t), 3))"
+    )
+
+    def median_of(host: str, argv: str, stdin: str = "", n: int = reps) -> float:
+        code = timer.format(n=n, inp=stdin.encode())
+        path = "/root/bench_timer.py"
+        docker(host, f"cat > {path} <<'PYEOF'\n{code}\nPYEOF")
+        return float(docker(host, f"{IN_CONTAINER} {path} {argv}").stdout.strip())
+
+    out = {
+        "sudo_launcher_s": median_of(SLURM_GATEWAY, f"runuser -u dask-gateway -- sudo -n -u alice {launcher}", request),
+        "sbatch_direct_s": median_of(
+            SLURM_GATEWAY,
+            "runuser -u alice -- /usr/bin/sbatch --parsable --partition=schedulers --output=/dev/null --wrap true",
+            n=3,
+        ),
+        "import_distributed_on_node_s": median_of(
+            "gws-node1", f"runuser -u alice -- {IN_CONTAINER} -c 'import distributed, dask_gateway'", n=5
+        ),
+        "dask_worker_help_on_node_s": median_of(
+            "gws-node1", "runuser -u alice -- /opt/dask/current/bin/dask worker --help", n=3
+        ),
+        "status_period_s": settings["gateway"]["status_period"],
+    }
+    # Slurm's submit -> start for the bench's jobs (whole seconds, sacct).
+    res = docker("gws-ctl", "sacct -a -n -X -P -S now-1hour -o JobName,Submit,Start --name dask-scheduler,dask-worker")
+    waits = []
+    for line in res.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and "T" in parts[1] and "T" in parts[2]:
+            waits.append((datetime.fromisoformat(parts[2]) - datetime.fromisoformat(parts[1])).total_seconds())
+    if waits:
+        out["slurm_submit_to_start_s"] = {"jobs": len(waits), "p50": statistics.median(waits), "max": max(waits)}
+    return out
+
+
+def main_slurm(args, creds) -> None:
+    subprocess.run(["docker", "cp", __file__, f"{SLURM_GATEWAY}:/root/gateway_latency.py"], check=True)
+    docker(SLURM_GATEWAY, "install -m 0644 /root/gateway_latency.py /tmp/gateway_latency.py")
+    out = {
+        "host_cpus": os.cpu_count(),
+        "load_before": os.getloadavg()[0],
+        "scenario": "molecule/gateway_slurm: scheduler node (4 CPUs), 2 fleet nodes (2 CPUs each), gateway",
+        "target": "first_result p95 <= 3 s with capacity available (spec: 5 s)",
+    }
+    start_local_in_container()
+    try:
+        for backend, address in [("local", LOCAL_URL), ("slurm", SLURM_URL)]:
+            out[backend] = {
+                "1_user": run_inner(address, 1, args.repeat, creds[:1]),
+                f"{args.users}_users": run_inner(address, args.users, args.rounds, creds),
+            }
+    finally:
+        stop_local_in_container()
+    out["where_the_time_goes"] = where_the_time_goes()
+    one = {b: out[b]["1_user"]["steps"].get("first_result", {}).get("p95") for b in ("local", "slurm")}
+    if all(one.values()):
+        out["slurm_over_local_first_result_p95_1_user"] = round(one["slurm"] / one["local"], 2)
+        out["target_met_1_user"] = one["slurm"] <= 3.0
+    text = json.dumps(out, indent=2)
+    print(text)
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M", time.gmtime())
+    (results / f"gateway-latency-slurm-{stamp}.json").write_text(text + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--users", type=int, default=30)
+    ap.add_argument(
+        "--backend",
+        choices=["local", "slurm"],
+        default="local",
+        help="slurm: the converged molecule/gateway_slurm scenario against backend local, same run",
+    )
+    ap.add_argument("--repeat", type=int, default=8, help="--backend slurm: 1-user sessions in a row")
+    ap.add_argument("--rounds", type=int, default=3, help="--backend slurm: rounds of --users concurrent sessions")
+    ap.add_argument("--inner", nargs=2, metavar=("ADDRESS", "PROXY"), help=argparse.SUPPRESS)
+    ap.add_argument("--users", type=int, default=None, help="concurrent users (30; 3 with --backend slurm)")
     ap.add_argument("--user", action="append", default=[], help="USER:PASSWORD for the platform gateway (repeat)")
     ap.add_argument("--ldap-uri", default="ldap://127.0.0.1:1389")
     ap.add_argument("--only", choices=["stock", "platform"])
@@ -227,6 +424,16 @@ def main() -> None:
     )
     args = ap.parse_args()
     creds = [tuple(u.split(":", 1)) for u in args.user] or [("alice", "Alice-Secret123")]
+    if args.users is None:
+        args.users = 3 if args.backend == "slurm" else 30
+    if args.inner:
+        print(json.dumps(inner(tuple(args.inner), args.users, args.rounds, creds)))
+        return
+    if args.backend == "slurm":
+        if not args.user:
+            creds = [("alice", "Alice-Secret123"), ("bob", "Bob-Secret123"), ("alice", "Alice-Secret123")]
+        main_slurm(args, creds)
+        return
     out = {
         "host_cpus": os.cpu_count(),
         "load_before": os.getloadavg()[0],
