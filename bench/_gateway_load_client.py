@@ -102,7 +102,7 @@ class User:
         async def make():
             return await self.gateway.new_cluster(shutdown_on_close=False)
 
-        self.cluster, _, errors, _ = await retried(self.cfg, "new_cluster", make)
+        self.cluster, _attempts, errors, _ok_start = await retried(self.cfg, "new_cluster", make)
         await retried(self.cfg, "scale", lambda: self.cluster.scale(1))
         self.client = None
         await retried(self.cfg, "client", self.new_client)
@@ -124,7 +124,7 @@ class User:
 
         start = now()
         try:
-            _, attempts, errors, ok_start = await retried(self.cfg, "task", attempt, lambda r: r == EXPECTED[seed])
+            _res, attempts, errors, ok_start = await retried(self.cfg, "task", attempt, lambda r: r == EXPECTED[seed])
             self.samples.append([start, round(now() - start, 4), attempts, True, ok_start])
             if errors:
                 self.failures.append({"at": start, "request": "task", "retried": errors[:3], "attempts": attempts})
@@ -135,7 +135,7 @@ class User:
     async def api_call(self):
         start = now()
         try:
-            _, attempts, errors, ok_start = await retried(
+            _res, attempts, errors, ok_start = await retried(
                 self.cfg, "api", lambda: self.gateway.get_cluster(self.cluster.name)
             )
             self.api.append([start, round(now() - start, 4), attempts, True, ok_start])
@@ -188,7 +188,7 @@ class User:
             listed = await self.gateway.list_clusters()
             mine = {c.name: c.status for c in listed}
             status = mine.get(self.cluster.name)
-            result, _, _, _ = await retried(
+            result, _attempts, _errors, _ok_start = await retried(
                 self.cfg, "final task", lambda: self.client.submit(work, 7, pure=False), lambda r: r == EXPECTED[7]
             )
             self.final = {
@@ -282,7 +282,7 @@ async def main() -> None:
     creds = cfg.pop("users")
     cfg["n_users"] = len(creds)
     users = [User(cfg, i, u, p) for i, (u, p) in enumerate(creds)]
-    prepared = [asyncio.Event() for _ in users]
+    prepared = [asyncio.Event() for _user in users]
     ready = asyncio.Event()
     clock: dict = {}
     tasks = [asyncio.ensure_future(u.run(prepared[u.index], ready, clock)) for u in users]

@@ -1016,10 +1016,10 @@ def _rule_members(
 
 def _member_method(**spec):
     def add(c, args, o):
-        return _rule_members(c, args, o, add=True, **spec)
+        return _rule_members(c, args, o, add=True, **spec)  # pylint: disable=missing-kwoa
 
     def remove(c, args, o):
-        return _rule_members(c, args, o, add=False, **spec)
+        return _rule_members(c, args, o, add=False, **spec)  # pylint: disable=missing-kwoa
 
     return add, remove
 
