@@ -7,9 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import boto3
 import pytest
-from moto import mock_aws
 from moto.autoscaling.models import autoscaling_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 
@@ -19,14 +17,11 @@ sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))  # asg.py sits beside
 sys.path.insert(0, str(ROOT / "roles" / "slurm_controller" / "files"))
 
 import slurm_fleet
+from fleet_aws import fleet_group, GROUP, HOOK, REGION
 
 from tests.peers import moto_ext
 
 moto_ext.patch()
-
-REGION = "eu-west-1"
-GROUP = "dask-fleet"
-HOOK = "slurm-drain"
 
 
 class FakeSlurm:
@@ -64,34 +59,8 @@ class FakeSlurm:
 @pytest.fixture
 def aws(monkeypatch):
     monkeypatch.setenv("SLURM_FLEET_ASG", GROUP)
-    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_PROFILE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        ec2 = boto3.client("ec2", region_name=REGION)
-        autoscaling = boto3.client("autoscaling", region_name=REGION)
-        ami = sorted(i["ImageId"] for i in ec2.describe_images(Owners=["amazon"])["Images"])[0]
-        lt = ec2.create_launch_template(
-            LaunchTemplateName="fleet", LaunchTemplateData={"ImageId": ami, "InstanceType": "c5.large"}
-        )["LaunchTemplate"]
-        autoscaling.create_auto_scaling_group(
-            AutoScalingGroupName=GROUP,
-            LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplateId"], "Version": "1"},
-            MinSize=1,
-            MaxSize=25,
-            DesiredCapacity=3,
-            AvailabilityZones=[f"{REGION}a"],
-            NewInstancesProtectedFromScaleIn=True,
-        )
-        autoscaling.put_lifecycle_hook(
-            AutoScalingGroupName=GROUP,
-            LifecycleHookName=HOOK,
-            LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
-            HeartbeatTimeout=300,
-        )
-        yield autoscaling, ec2
+    with fleet_group(monkeypatch, 1, 25, 3, hook=True, protected=True) as clients:
+        yield clients
 
 
 def group(autoscaling):

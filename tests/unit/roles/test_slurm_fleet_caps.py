@@ -7,18 +7,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import boto3
 import pytest
-from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))  # asg.py and slurm.py sit beside the hooks
 sys.path.insert(0, str(ROOT / "roles" / "slurm_controller" / "files"))
 
 import slurm_fleet
-
-REGION = "eu-west-1"
-GROUP = "dask-fleet"
+from fleet_aws import fleet_group, GROUP
 
 
 def node_line(name, state="IDLE+DYNAMIC_NORM", cpus=2, mem=2000, features="fleet"):
@@ -142,26 +138,7 @@ def test_no_fleet_and_no_group_leaves_the_limits_alone(capsys):
 
 @pytest.fixture
 def moto_group(monkeypatch):
-    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_PROFILE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        ec2 = boto3.client("ec2", region_name=REGION)
-        autoscaling = boto3.client("autoscaling", region_name=REGION)
-        ami = sorted(i["ImageId"] for i in ec2.describe_images(Owners=["amazon"])["Images"])[0]
-        lt = ec2.create_launch_template(
-            LaunchTemplateName="fleet", LaunchTemplateData={"ImageId": ami, "InstanceType": "c5.large"}
-        )["LaunchTemplate"]
-        autoscaling.create_auto_scaling_group(
-            AutoScalingGroupName=GROUP,
-            LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplateId"], "Version": "1"},
-            MinSize=0,
-            MaxSize=20,
-            DesiredCapacity=6,
-            AvailabilityZones=[f"{REGION}a"],
-        )
+    with fleet_group(monkeypatch, 0, 20, 6) as (autoscaling, _ec2):
         yield autoscaling
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 from moto.autoscaling.models import autoscaling_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 
@@ -21,15 +20,13 @@ sys.path.insert(0, str(ROOT / "roles" / "slurm_controller" / "files"))
 sys.path.insert(0, str(ROOT / "roles" / "slurm_node" / "files"))
 
 import slurm_fleet
+from fleet_aws import fleet_group, GROUP, HOOK, REGION
 import slurm_node_claim
 
 from tests.peers import moto_ext
 
 moto_ext.patch()
 
-REGION = "eu-west-1"
-GROUP = "dask-fleet"
-HOOK = "slurm-drain"
 CLAIMS = "/dataplatform/slurm/test"
 
 
@@ -79,32 +76,7 @@ class FakeSlurm:
 
 @pytest.fixture
 def aws(monkeypatch):
-    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_PROFILE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        ec2 = boto3.client("ec2", region_name=REGION)
-        autoscaling = boto3.client("autoscaling", region_name=REGION)
-        ami = sorted(i["ImageId"] for i in ec2.describe_images(Owners=["amazon"])["Images"])[0]
-        lt = ec2.create_launch_template(
-            LaunchTemplateName="fleet", LaunchTemplateData={"ImageId": ami, "InstanceType": "c5.large"}
-        )["LaunchTemplate"]
-        autoscaling.create_auto_scaling_group(
-            AutoScalingGroupName=GROUP,
-            LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplateId"], "Version": "1"},
-            MinSize=0,
-            MaxSize=5,
-            DesiredCapacity=2,
-            AvailabilityZones=[f"{REGION}a"],
-        )
-        autoscaling.put_lifecycle_hook(
-            AutoScalingGroupName=GROUP,
-            LifecycleHookName=HOOK,
-            LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
-            HeartbeatTimeout=300,
-        )
+    with fleet_group(monkeypatch, 0, 5, 2, hook=True) as (autoscaling, ec2):
         yield {"autoscaling": autoscaling, "ec2": ec2, "ssm": boto3.client("ssm", region_name=REGION)}
 
 
