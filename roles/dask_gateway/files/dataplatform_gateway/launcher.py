@@ -149,7 +149,9 @@ def refresh_dask_config() -> None:
         sys.modules["distributed.config"].initialize_logging(dask.config.config)
 
 
-def run_child(req: dict) -> int:  # pragma: no cover - runs in a forked child, exercised by the tests through fork
+def run_child(req: dict, become_fn=None) -> int:  # pragma: no cover - runs in a forked child, exercised by the tests through fork
+    """In the child: take the request's identity (``become_fn``, default ``become``) and run the
+    scheduler or worker command line in-process; returns its exit code."""
     import importlib
 
     # The signal dispositions of a fresh Python: SIGPIPE and SIGXFSZ ignored (a write to a closed
@@ -159,7 +161,7 @@ def run_child(req: dict) -> int:  # pragma: no cover - runs in a forked child, e
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    become(req)
+    (become_fn or become)(req)
     refresh_dask_config()
     module, attr = ENTRY_POINTS[req["argv"][1]]
     main = getattr(importlib.import_module(module), attr)

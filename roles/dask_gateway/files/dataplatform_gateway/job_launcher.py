@@ -1,0 +1,323 @@
+# Copyright: (c) 2026, dataplatform.dask contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pre-imported starts for the users' Dask jobs on a Slurm node (issue #9: new_cluster latency).
+
+With backend slurm every scheduler and worker is a Slurm job, and a fresh ``dask scheduler`` or
+``dask worker`` spends about a second of CPU importing distributed, dask, numpy, bokeh and the
+gateway's preload before it does anything (twice for a worker: the nanny, then its worker
+process). This service, one per Slurm node, imports all of that once (``launcher.preload``); the
+job's batch script runs ``dask-job-start`` (``roles/slurm_node/files/dask_job_start.py``), which
+hands this service the job's command line, environment, working directory and stdin/stdout/stderr
+over a UNIX socket. For each request a forked child takes the job's place:
+
+* it joins the requesting process's cgroup, which must be a Slurm job's (``.../job_<id>/...``):
+  Slurm's memory and CPU limits, accounting and ``scancel`` cover it as if slurmstepd had started
+  it, and a job's end kills it;
+* it takes the requester's identity as the kernel reports it (``SO_PEERCRED``: uid, gid; the
+  supplementary groups and resource limits from ``/proc/<pid>``): a user can only start their own
+  processes, never anyone else's, and never root's (uids below ``--min-uid`` are refused);
+* it takes the requester's working directory, umask, environment and file descriptors 0-2.
+
+Only ``<dask command> scheduler|worker`` runs (``launcher.validate``). A refused or failed request
+leaves the job to start the command fresh (``dask-job-start`` falls back): never slower than
+without this service, and never a different result.
+
+The children must be what slurmstepd would have started, so the unit has no sandboxing that
+children inherit (mount namespaces, NoNewPrivileges, a capability bounding set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import json
+import os
+import re
+import resource
+import selectors
+import signal
+import socket
+import struct
+import sys
+
+from . import launcher
+
+SOCKET = "/run/dask-job-launcher/launcher.sock"
+CGROUP_ROOT = "/sys/fs/cgroup"
+MAX_REQUEST = 1 << 20
+JOB_CGROUP = re.compile(r"/job_(\d+)(/|$)")
+# What the child copies from the requester (Slurm propagates the submitting user's limits).
+LIMITS = [getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_") and n != "RLIMIT_NLIMITS"]
+PR_SET_DUMPABLE = 4
+
+
+# A request this service refuses; the message goes back to dask-job-start.
+RequestError = launcher.RequestError
+
+
+def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process on the other end, as the kernel reports it."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)
+
+
+def job_cgroup(pid: int, proc: str = "/proc") -> tuple[str, str]:
+    """(cgroup path, Slurm job id) of process ``pid``; refuses a process outside a job's cgroup."""
+    try:
+        with open(f"{proc}/{pid}/cgroup", encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise RequestError(f"cannot read the cgroup of pid {pid}: {exc}") from None
+    unified = [line[3:] for line in lines if line.startswith("0::")]
+    if not unified or len(lines) != 1:
+        raise RequestError("only the unified cgroup hierarchy (cgroup v2) is supported")
+    path = unified[0]
+    match = JOB_CGROUP.search(path)
+    if not match or ".." in path.split("/"):
+        raise RequestError(f"pid {pid} is not in a Slurm job's cgroup ({path})")
+    return path, match.group(1)
+
+
+def peer_groups(pid: int, proc: str = "/proc") -> list[int]:
+    """The supplementary groups of process ``pid`` (what Slurm gave the job)."""
+    with open(f"{proc}/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Groups:"):
+                return [int(g) for g in line.split()[1:]]
+    return []
+
+
+def peer_limits(pid: int) -> list[tuple[int, tuple[int, int]]]:
+    """The resource limits of process ``pid``."""
+    out = []
+    for res in LIMITS:
+        try:
+            out.append((res, resource.prlimit(pid, res)))
+        except OSError:
+            pass
+    return out
+
+
+def make_request(msg: dict, peer: tuple[int, int, int], fds: list[int], dask_command: str, min_uid: int,
+                 proc: str = "/proc", allow_self: bool = False) -> dict:
+    """The request a job sent, checked against what the kernel says about its sender."""
+    pid, uid, gid = peer
+    if len(fds) != 3:
+        raise RequestError(f"expected stdin, stdout and stderr, got {len(fds)} descriptors")
+    try:
+        cwd, umask = str(msg["cwd"]), int(msg["umask"])
+        env = {str(k): str(v) for k, v in msg["env"].items()}
+        argv = [str(a) for a in msg["argv"]]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RequestError(f"malformed request: {exc!r}") from None
+    cgroup, job_id = job_cgroup(pid, proc)
+    if env.get("SLURM_JOB_ID", job_id) != job_id:
+        raise RequestError(f"SLURM_JOB_ID {env['SLURM_JOB_ID']} is not the cgroup's job {job_id}")
+    groups = peer_groups(pid, proc)
+    req = launcher.validate(
+        {"argv": argv, "env": env, "uid": uid, "gid": gid, "groups": groups, "cwd": cwd, "log": "/dev/null"},
+        dask_command,
+        min_uid,
+        allow_self=allow_self,
+    )
+    req.update(cgroup=cgroup, job_id=job_id, fds=fds, umask=umask & 0o777, limits=peer_limits(pid), peer=pid)
+    return req
+
+
+def become_job(req: dict, cgroup_root: str = CGROUP_ROOT) -> None:
+    """In the child: the job's cgroup, limits, identity, descriptors, directory and environment."""
+    os.setsid()
+    with open(os.path.join(cgroup_root, req["cgroup"].lstrip("/"), "cgroup.procs"), "w", encoding="ascii") as f:
+        f.write("0")
+    for target, fd in enumerate(req["fds"]):
+        os.dup2(fd, target)
+    for fd in req["fds"]:
+        if fd > 2:
+            os.close(fd)
+    for res, limit in req["limits"]:
+        try:
+            resource.setrlimit(res, limit)
+        except (OSError, ValueError):
+            pass
+    if os.getuid() != req["uid"] or os.getgid() != req["gid"]:
+        os.setgroups(req["groups"])
+        os.setgid(req["gid"])
+        os.setuid(req["uid"])
+        if os.getuid() != req["uid"] or os.geteuid() != req["uid"]:  # pragma: no cover
+            raise RuntimeError("setuid did not take")
+        # The user may inspect their own process (py-spy, /proc/self/io): it holds nothing of
+        # root's but imported library code.
+        launcher._prctl(PR_SET_DUMPABLE, 1)
+    os.umask(req["umask"])
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    if req["argv"][1] == "worker":
+        # The nanny's worker process: forked from the pre-imported nanny, not a fresh interpreter.
+        os.environ.setdefault("DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD", "fork")
+    launcher._prctl(launcher.PR_SET_NAME, f"dask-{req['argv'][1]}".encode()[:15])
+
+
+def _recv_request(conn: socket.socket) -> tuple[dict, list[int]]:
+    fds = array.array("i")
+    data, ancdata, _flags, _addr = conn.recvmsg(MAX_REQUEST, socket.CMSG_LEN(3 * fds.itemsize))
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+    try:
+        msg = json.loads(data)
+    except ValueError:
+        for fd in fds:
+            os.close(fd)
+        raise RequestError("malformed request: not JSON") from None
+    return msg, list(fds)
+
+
+def _send(conn: socket.socket, answer: dict) -> None:
+    try:
+        conn.send(json.dumps(answer).encode())
+    except OSError:
+        pass
+
+
+class Server:
+    """The accept loop: one forked child per request; each exit is reported to its requester."""
+
+    def __init__(self, listener, dask_command, min_uid, cgroup_root=CGROUP_ROOT, proc="/proc", allow_self=False):
+        self.listener = listener
+        self.dask_command, self.min_uid = dask_command, min_uid
+        self.cgroup_root, self.proc, self.allow_self = cgroup_root, proc, allow_self
+        self.children: dict[int, socket.socket] = {}
+
+    def handle(self, conn: socket.socket, close_fds: list[int]) -> None:
+        fds: list[int] = []
+        try:
+            msg, fds = _recv_request(conn)
+            req = make_request(msg, peer_credentials(conn), fds, self.dask_command, self.min_uid,
+                               self.proc, self.allow_self)
+        except (RequestError, OSError) as exc:
+            for fd in fds:
+                os.close(fd)
+            _send(conn, {"error": str(exc)})
+            conn.close()
+            return
+        try:
+            pid = self._fork(req, close_fds + [conn.fileno()] + [c.fileno() for c in self.children.values()])
+        except OSError as exc:
+            _send(conn, {"error": f"fork failed: {exc}"})
+            conn.close()
+            return
+        finally:
+            for fd in fds:
+                os.close(fd)
+        print(f"job {req['job_id']}: uid {req['uid']} {req['argv'][1]} pid {pid}", flush=True)
+        self.children[pid] = conn
+        _send(conn, {"pid": pid})
+
+    def _fork(self, req: dict, close_fds: list[int]) -> int:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            return pid
+        code = 1  # pragma: no cover - child
+        try:  # pragma: no cover - child
+            signal.set_wakeup_fd(-1)
+            for fd in close_fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            code = launcher.run_child(req, lambda r: become_job(r, self.cgroup_root))
+        except BaseException as exc:  # pragma: no cover - child
+            try:
+                os.write(2, f"dask-job-launcher: {exc!r}\n".encode())
+            except OSError:
+                pass
+        finally:  # pragma: no cover - child
+            try:
+                import logging
+
+                logging.shutdown()
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+
+    def reaped(self) -> None:
+        for pid, status in launcher.reap():
+            conn = self.children.pop(pid, None)
+            if conn is not None:
+                _send(conn, {"exit": os.waitstatus_to_exitcode(status)})
+                conn.close()
+
+    def serve(self) -> None:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        stop = []
+        signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+        sel = selectors.DefaultSelector()
+        sel.register(self.listener, selectors.EVENT_READ, "listen")
+        sel.register(wake_r, selectors.EVENT_READ, "wake")
+        try:
+            while not stop:
+                for key, _mask in sel.select():
+                    if key.data == "wake":
+                        try:
+                            while os.read(wake_r, 512):
+                                pass
+                        except BlockingIOError:
+                            pass
+                        continue
+                    try:
+                        conn, _addr = self.listener.accept()
+                    except OSError:
+                        continue
+                    conn.settimeout(5)
+                    self.handle(conn, [self.listener.fileno(), wake_r, wake_w, sel.fileno()])
+                self.reaped()
+        finally:
+            # The children live on in their jobs; only their exit reports are lost.
+            signal.set_wakeup_fd(-1)
+            sel.close()
+            os.close(wake_r)
+            os.close(wake_w)
+
+
+def listen(path: str) -> socket.socket:
+    """The service's socket: any local user may connect (the kernel tells who did)."""
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sock.bind(path)
+    os.chmod(path, 0o666)
+    sock.listen(64)
+    return sock
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--socket", default=SOCKET)
+    ap.add_argument("--dask-command", required=True, help="the dask command jobs may run")
+    ap.add_argument("--min-uid", type=int, default=1000)
+    ap.add_argument("--cgroup-root", default=CGROUP_ROOT)
+    args = ap.parse_args(argv)
+    for k, v in launcher.SINGLE_THREADED.items():
+        os.environ.setdefault(k, v)
+    missing = launcher.preload()
+    if missing:
+        print(f"dask-job-launcher: could not preload {missing}", file=sys.stderr, flush=True)
+    sock = listen(args.socket)
+    print(f"dask-job-launcher: ready on {args.socket}", flush=True)
+    Server(sock, args.dask_command, args.min_uid, args.cgroup_root).serve()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

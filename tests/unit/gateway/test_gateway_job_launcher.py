@@ -1,0 +1,186 @@
+"""The Slurm node's pre-imported job starts: dask-job-start hands a job's command line to the
+node's dask-job-launcher, which forks it into the job's cgroup as the job's user; anything the
+launcher refuses, or a node without it, starts fresh. The Molecule scenario gateway_slurm runs it
+under real Slurm jobs; here the requester's cgroup is a stand-in (no slurmstepd on this host)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from dataplatform_gateway import job_launcher, launcher
+
+DASK = str(Path(sys.executable).parent / "dask")
+FILES = Path(launcher.__file__).resolve().parents[1]
+CLIENT = Path(__file__).resolve().parents[3] / "roles" / "slurm_node" / "files" / "dask_job_start.py"
+CGROUP = "/system.slice/slurmstepd.scope/job_7/step_batch/user/task_0"
+
+
+def fake_proc(tmp_path, cgroup_lines, groups="1500 70001"):
+    proc = tmp_path / "proc"
+    (proc / "4242").mkdir(parents=True)
+    (proc / "4242" / "cgroup").write_text("\n".join(cgroup_lines) + "\n")
+    (proc / "4242" / "status").write_text(f"Name:\tsh\nUid:\t1500\t1500\t1500\t1500\nGroups:\t{groups}\n")
+    return str(proc)
+
+
+def message(**kw):
+    msg = {"argv": [DASK, "worker", "tls://10.0.0.5:8786"], "env": {"SLURM_JOB_ID": "7"}, "cwd": "/home/alice",
+           "umask": 0o022}
+    msg.update(kw)
+    return msg
+
+
+def test_a_jobs_request_takes_the_identity_and_cgroup_the_kernel_reports(tmp_path):
+    proc = fake_proc(tmp_path, ["0::" + CGROUP])
+    req = job_launcher.make_request(message(), (4242, 1500, 1500), [5, 6, 7], DASK, 1000, proc)
+    assert (req["uid"], req["gid"], req["groups"]) == (1500, 1500, [1500, 70001])
+    assert (req["cgroup"], req["job_id"], req["fds"], req["umask"]) == (CGROUP, "7", [5, 6, 7], 0o022)
+
+
+@pytest.mark.parametrize(
+    ("cgroup", "peer", "change", "fds", "reason"),
+    [
+        (["0::/user.slice/user-1500.slice/session-3.scope"], (4242, 1500, 1500), {}, 3, "not in a Slurm job's cgroup"),
+        (["0::/system.slice/x/job_7/../../user.slice"], (4242, 1500, 1500), {}, 3, "not in a Slurm job's cgroup"),
+        (["12:memory:/slurm/uid_1500/job_7", "0::/"], (4242, 1500, 1500), {}, 3, "cgroup v2"),
+        (["0::" + CGROUP], (4242, 0, 0), {}, 3, "refusing uid 0"),
+        (["0::" + CGROUP], (4242, 999, 999), {}, 3, "uids >= 1000"),
+        (["0::" + CGROUP], (4242, 1500, 1500), {"argv": ["/bin/sh", "-c", "id"]}, 3, "refusing to run"),
+        (["0::" + CGROUP], (4242, 1500, 1500), {"env": {"SLURM_JOB_ID": "8"}}, 3, "not the cgroup's job 7"),
+        (["0::" + CGROUP], (4242, 1500, 1500), {"umask": "x"}, 3, "malformed"),
+        (["0::" + CGROUP], (4242, 1500, 1500), {}, 1, "expected stdin, stdout and stderr"),
+    ],
+)
+def test_anything_else_is_refused_with_the_reason(tmp_path, cgroup, peer, change, fds, reason):
+    proc = fake_proc(tmp_path, cgroup)
+    with pytest.raises(job_launcher.RequestError, match=reason):
+        job_launcher.make_request(message(**change), peer, list(range(5, 5 + fds)), DASK, 1000, proc)
+
+
+def test_a_process_that_is_gone_is_refused(tmp_path):
+    with pytest.raises(job_launcher.RequestError, match="cannot read the cgroup of pid 4243"):
+        job_launcher.job_cgroup(4243, fake_proc(tmp_path, ["0::" + CGROUP]))
+
+
+# --- end to end: the service and the wrapper as processes ------------------------------------------
+
+SERVER = textwrap.dedent(
+    """
+    import sys
+    from dataplatform_gateway import job_launcher, launcher
+    sock_path, cgroup_root, mode = sys.argv[1:4]
+    # No slurmstepd here: the requester "is" in job 7's cgroup, or (mode refuse) in none.
+    if mode == "refuse":
+        def job_cgroup(pid, proc="/proc"):
+            raise job_launcher.RequestError(f"pid {pid} is not in a Slurm job's cgroup (/user.slice)")
+    else:
+        def job_cgroup(pid, proc="/proc"):
+            return ("/job_7/step_batch", "7")
+    job_launcher.job_cgroup = job_cgroup
+    launcher.preload(["distributed", "distributed.cli.dask_scheduler"])
+    sock = job_launcher.listen(sock_path)
+    print("ready", flush=True)
+    job_launcher.Server(sock, sys.argv[4], 1000, cgroup_root, allow_self=True).serve()
+    """
+)
+
+
+class Service:
+    def __init__(self, tmp_path, mode="accept"):
+        self.sock = str(tmp_path / "launcher.sock")
+        self.cgroup_root = tmp_path / "cgroup"
+        (self.cgroup_root / "job_7" / "step_batch").mkdir(parents=True)
+        (self.cgroup_root / "job_7" / "step_batch" / "cgroup.procs").write_text("")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER, self.sock, str(self.cgroup_root), mode, DASK],
+            env=dict(os.environ, PYTHONPATH=str(FILES)),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def log(self):
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=30)
+        return out
+
+
+def job_start(sock, *args, **kw):
+    env = dict(os.environ, DASK_JOB_LAUNCHER_SOCKET=sock, SLURM_JOB_ID="7")
+    return subprocess.Popen([sys.executable, "-IS", str(CLIENT), DASK, *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def test_the_launcher_runs_the_jobs_command_in_its_cgroup_with_its_descriptors(tmp_path):
+    service = Service(tmp_path)
+    try:
+        run = job_start(service.sock, "scheduler", "--version", cwd=tmp_path)
+        out, err = run.communicate(timeout=60)
+        assert run.returncode == 0, err
+        # The child wrote to the wrapper's stdout (descriptors passed), and joined the cgroup.
+        assert "version" in out.lower(), (out, err)
+        assert "fresh" not in err
+        assert (service.cgroup_root / "job_7" / "step_batch" / "cgroup.procs").read_text() == "0"
+    finally:
+        log = service.log()
+    assert f"job 7: uid {os.getuid()} scheduler pid" in log
+
+
+def test_signals_reach_the_child_and_its_exit_code_comes_back(tmp_path):
+    service = Service(tmp_path)
+    sched_file = tmp_path / "scheduler.json"
+    try:
+        run = job_start(service.sock, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                        "--scheduler-file", str(sched_file), cwd=tmp_path)
+        deadline = time.time() + 60
+        while not sched_file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        assert sched_file.exists(), run.stderr.read() if run.poll() is not None else "no scheduler file"
+        # The scheduler is the launcher's child, not the wrapper's: a pre-imported fork.
+        address = json.loads(sched_file.read_text())["address"]
+        from distributed import Client
+
+        with Client(address, timeout=30) as client:
+            pid, ppid = client.run_on_scheduler(lambda: (os.getpid(), os.getppid()))
+        assert ppid == service.proc.pid and pid != run.pid
+        run.send_signal(signal.SIGINT)  # as slurmstepd signals the batch step
+        out, err = run.communicate(timeout=60)
+        assert run.returncode == 0, err
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        service.log()
+
+
+def test_a_refused_request_starts_the_command_fresh_and_says_why(tmp_path):
+    service = Service(tmp_path, mode="refuse")
+    try:
+        run = job_start(service.sock, "scheduler", "--version")
+        out, err = run.communicate(timeout=60)
+    finally:
+        service.log()
+    assert run.returncode == 0, err
+    assert "version" in out.lower()
+    assert "no pre-imported start (pid" in err and "not in a Slurm job's cgroup" in err and "fresh" in err
+
+
+def test_without_the_launcher_the_command_starts_fresh(tmp_path):
+    run = job_start(str(tmp_path / "absent.sock"), "worker", "--version")
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0 and "version" in out.lower() and err == ""
+
+
+def test_only_a_scheduler_or_a_worker(tmp_path):
+    run = job_start(str(tmp_path / "absent.sock"), "ssh")
+    _out, err = run.communicate(timeout=30)
+    assert run.returncode == 2 and "usage: dask-job-start" in err
