@@ -1,4 +1,3 @@
-#!/usr/bin/python3 -IS
 # Copyright: (c) 2026, dataplatform.dask contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """dask-job-start: run ``<dask command> scheduler|worker ...`` in a Slurm job, pre-imported.
@@ -28,8 +27,9 @@ FORWARD = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.
 def fresh(argv, why=""):
     """Start the command as a fresh process (replaces this one)."""
     if why:
-        print(f"dask-job-start: {why}; starting {os.path.basename(argv[0])} {argv[1]} fresh", file=sys.stderr, flush=True)
-    os.execv(argv[0], argv)
+        name = os.path.basename(argv[0])
+        print(f"dask-job-start: {why}; starting {name} {argv[1]} fresh", file=sys.stderr, flush=True)
+    os.execv(argv[0], argv)  # noqa: S606 - the job's own command line, as Slurm would run it
 
 
 def ask(argv, path=SOCKET):
@@ -59,7 +59,7 @@ def wait(pid, conn):
         pidfd = None  # an old kernel: poll the pid instead
     while True:
         watch = [conn] if pidfd is None else [conn, pidfd]
-        ready, _, _ = select.select(watch, [], [], None if pidfd is not None else 1.0)
+        ready = select.select(watch, [], [], None if pidfd is not None else 1.0)[0]
         if conn in ready:
             data = conn.recv(4096)
             if data:
@@ -72,7 +72,7 @@ def wait(pid, conn):
             return 0
         if (pidfd is not None and pidfd in ready) or (pidfd is None and not _alive(pid)):
             # Exited: the launcher reaps it and reports its code within moments.
-            ready, _, _ = select.select([conn], [], [], 5)
+            ready = select.select([conn], [], [], 5)[0]
             data = conn.recv(4096) if ready else b""
             return _code(data) if data else 0
 

@@ -10,7 +10,8 @@ job's batch script runs ``dask-job-start`` (``roles/slurm_node/files/dask_job_st
 hands this service the job's command line, environment, working directory and stdin/stdout/stderr
 over a UNIX socket. For each request a forked child takes the job's place:
 
-* it joins the requesting process's cgroup, which must be a Slurm job's (``.../job_<id>/...``):
+* it joins the requesting process's cgroups (every hierarchy: cgroup v2, v1 or hybrid), which
+  must include a Slurm job's (``.../job_<id>/...``), before it runs anything:
   Slurm's memory and CPU limits, accounting and ``scancel`` cover it as if slurmstepd had started
   it, and a job's end kills it;
 * it takes the requester's identity as the kernel reports it (``SO_PEERCRED``: uid, gid; the
@@ -43,9 +44,24 @@ import sys
 from . import launcher
 
 SOCKET = "/run/dask-job-launcher/launcher.sock"
-CGROUP_ROOT = "/sys/fs/cgroup"
 MAX_REQUEST = 1 << 20
 JOB_CGROUP = re.compile(r"/job_(\d+)(/|$)")
+V1_CONTROLLERS = {
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "blkio",
+    "pids",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "hugetlb",
+    "rdma",
+    "misc",
+}
 # What the child copies from the requester (Slurm propagates the submitting user's limits).
 LIMITS = [getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_") and n != "RLIMIT_NLIMITS"]
 PR_SET_DUMPABLE = 4
@@ -61,21 +77,67 @@ def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
     return struct.unpack("3i", creds)
 
 
-def job_cgroup(pid: int, proc: str = "/proc") -> tuple[str, str]:
-    """(cgroup path, Slurm job id) of process ``pid``; refuses a process outside a job's cgroup."""
+def cgroup_mounts(mountinfo: str = "/proc/self/mountinfo") -> dict[str, tuple[str, str]]:
+    """{hierarchy: (mount point, mount root)}; the hierarchy is "" for cgroup v2 (unified), else
+    its sorted controllers or name= (cgroup v1, or the v1 side of a hybrid host)."""
+    out: dict[str, tuple[str, str]] = {}
+    with open(mountinfo, encoding="utf-8") as f:
+        for line in f:
+            fields = line.split()
+            if "-" not in fields:
+                continue
+            sep = fields.index("-")
+            fstype, superopts = fields[sep + 1], fields[sep + 3] if len(fields) > sep + 3 else ""
+            root, point = fields[3], fields[4]
+            if fstype == "cgroup2":
+                out.setdefault("", (point, root))
+            elif fstype == "cgroup":
+                opts = [o for o in superopts.split(",") if o in V1_CONTROLLERS or o.startswith("name=")]
+                out.setdefault(",".join(sorted(opts)), (point, root))
+    return out
+
+
+def job_cgroup(pid: int, proc: str = "/proc", mounts: dict | None = None) -> tuple[list[str], str]:
+    """(directories of every cgroup process ``pid`` is in, its Slurm job id).
+
+    cgroup v2, v1 and hybrid hosts alike: the child joins each hierarchy's cgroup of the asking
+    process. Refuses a process in no Slurm job's cgroup (``.../job_<id>/...``).
+    """
     try:
         with open(f"{proc}/{pid}/cgroup", encoding="ascii") as f:
             lines = f.read().splitlines()
     except OSError as exc:
         raise RequestError(f"cannot read the cgroup of pid {pid}: {exc}") from None
-    unified = [line[3:] for line in lines if line.startswith("0::")]
-    if not unified or len(lines) != 1:
-        raise RequestError("only the unified cgroup hierarchy (cgroup v2) is supported")
-    path = unified[0]
-    match = JOB_CGROUP.search(path)
-    if not match or ".." in path.split("/"):
-        raise RequestError(f"pid {pid} is not in a Slurm job's cgroup ({path})")
-    return path, match.group(1)
+    mounts = cgroup_mounts() if mounts is None else mounts
+    dirs, jobs = [], set()
+    for line in lines:
+        _n, controllers, path = line.split(":", 2)
+        if ".." in path.split("/"):
+            raise RequestError(f"pid {pid}: refusing cgroup path {path}")
+        match = JOB_CGROUP.search(path)
+        if match:
+            jobs.add(match.group(1))
+        key = ",".join(sorted(c for c in controllers.split(",") if c))
+        if key not in mounts:
+            continue  # a hierarchy this host does not mount: nothing to join
+        point, root = mounts[key]
+        rel = path[len(root) :] if root != "/" and path.startswith(root) else path
+        dirs.append(os.path.join(point, rel.lstrip("/")))
+    if len(jobs) != 1:
+        where = "; ".join(lines)
+        raise RequestError(f"pid {pid} is not in a Slurm job's cgroup ({where})")
+    return dirs, jobs.pop()
+
+
+def join_cgroups(pid: int, dirs: list[str]) -> None:
+    """Put process ``pid`` into each cgroup directory; a job's must take, others may fail."""
+    for path in dirs:
+        try:
+            with open(os.path.join(path, "cgroup.procs"), "w", encoding="ascii") as f:
+                f.write(str(pid))
+        except OSError as exc:
+            if JOB_CGROUP.search(path):
+                raise RequestError(f"cannot join the job's cgroup {path}: {exc}") from None
 
 
 def peer_groups(pid: int, proc: str = "/proc") -> list[int]:
@@ -98,8 +160,17 @@ def peer_limits(pid: int) -> list[tuple[int, tuple[int, int]]]:
     return out
 
 
-def make_request(msg: dict, peer: tuple[int, int, int], fds: list[int], dask_command: str, min_uid: int,
-                 proc: str = "/proc", allow_self: bool = False) -> dict:
+def make_request(
+    msg: dict,
+    peer: tuple[int, int, int],
+    fds: list[int],
+    *,
+    dask_command: str,
+    min_uid: int,
+    proc: str = "/proc",
+    allow_self: bool = False,
+    mounts: dict | None = None,
+) -> dict:
     """The request a job sent, checked against what the kernel says about its sender."""
     pid, uid, gid = peer
     if len(fds) != 3:
@@ -110,7 +181,9 @@ def make_request(msg: dict, peer: tuple[int, int, int], fds: list[int], dask_com
         argv = [str(a) for a in msg["argv"]]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise RequestError(f"malformed request: {exc!r}") from None
-    cgroup, job_id = job_cgroup(pid, proc)
+    if argv and argv[0] != dask_command and os.path.realpath(argv[0]) == os.path.realpath(dask_command):
+        argv[0] = dask_command  # the same environment by another path (/opt/dask/current -> venv-X)
+    cgroups, job_id = job_cgroup(pid, proc, mounts)
     if env.get("SLURM_JOB_ID", job_id) != job_id:
         raise RequestError(f"SLURM_JOB_ID {env['SLURM_JOB_ID']} is not the cgroup's job {job_id}")
     groups = peer_groups(pid, proc)
@@ -120,15 +193,14 @@ def make_request(msg: dict, peer: tuple[int, int, int], fds: list[int], dask_com
         min_uid,
         allow_self=allow_self,
     )
-    req.update(cgroup=cgroup, job_id=job_id, fds=fds, umask=umask & 0o777, limits=peer_limits(pid), peer=pid)
+    req.update(cgroups=cgroups, job_id=job_id, fds=fds, umask=umask & 0o777, limits=peer_limits(pid), peer=pid)
     return req
 
 
-def become_job(req: dict, cgroup_root: str = CGROUP_ROOT) -> None:
-    """In the child: the job's cgroup, limits, identity, descriptors, directory and environment."""
+def become_job(req: dict) -> None:
+    """In the child (already in the job's cgroups): the job's limits, identity, descriptors,
+    directory and environment."""
     os.setsid()
-    with open(os.path.join(cgroup_root, req["cgroup"].lstrip("/"), "cgroup.procs"), "w", encoding="ascii") as f:
-        f.write("0")
     for target, fd in enumerate(req["fds"]):
         os.dup2(fd, target)
     for fd in req["fds"]:
@@ -183,28 +255,30 @@ def _send(conn: socket.socket, answer: dict) -> None:
 class Server:
     """The accept loop: one forked child per request; each exit is reported to its requester."""
 
-    def __init__(self, listener, dask_command, min_uid, cgroup_root=CGROUP_ROOT, proc="/proc", allow_self=False):
+    def __init__(self, listener, dask_command, min_uid, *, proc="/proc", allow_self=False, mounts=None):
         self.listener = listener
         self.dask_command, self.min_uid = dask_command, min_uid
-        self.cgroup_root, self.proc, self.allow_self = cgroup_root, proc, allow_self
+        self.proc, self.allow_self = proc, allow_self
+        self.mounts = cgroup_mounts() if mounts is None else mounts
         self.children: dict[int, socket.socket] = {}
 
     def handle(self, conn: socket.socket, close_fds: list[int]) -> None:
         fds: list[int] = []
         try:
             msg, fds = _recv_request(conn)
-            req = make_request(msg, peer_credentials(conn), fds, self.dask_command, self.min_uid,
-                               self.proc, self.allow_self)
-        except (RequestError, OSError) as exc:
-            for fd in fds:
-                os.close(fd)
-            _send(conn, {"error": str(exc)})
-            conn.close()
-            return
-        try:
+            req = make_request(
+                msg,
+                peer_credentials(conn),
+                fds,
+                dask_command=self.dask_command,
+                min_uid=self.min_uid,
+                proc=self.proc,
+                allow_self=self.allow_self,
+                mounts=self.mounts,
+            )
             pid = self._fork(req, close_fds + [conn.fileno()] + [c.fileno() for c in self.children.values()])
-        except OSError as exc:
-            _send(conn, {"error": f"fork failed: {exc}"})
+        except (RequestError, OSError) as exc:
+            _send(conn, {"error": str(exc)})
             conn.close()
             return
         finally:
@@ -215,20 +289,37 @@ class Server:
         _send(conn, {"pid": pid})
 
     def _fork(self, req: dict, close_fds: list[int]) -> int:
+        """Fork the child, put it into the job's cgroups, then let it go; or kill it and refuse."""
         sys.stdout.flush()
         sys.stderr.flush()
+        go_r, go_w = os.pipe()
         pid = os.fork()
         if pid:
+            os.close(go_r)
+            try:
+                join_cgroups(pid, req["cgroups"])
+            except RequestError:
+                os.close(go_w)  # the child exits without running anything
+                os.waitpid(pid, 0)
+                raise
+            os.write(go_w, b"g")
+            os.close(go_w)
             return pid
         code = 1  # pragma: no cover - child
         try:  # pragma: no cover - child
             signal.set_wakeup_fd(-1)
+            os.close(go_w)
             for fd in close_fds:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-            code = launcher.run_child(req, lambda r: become_job(r, self.cgroup_root))
+            go = os.read(go_r, 1)
+            os.close(go_r)
+            if go == b"g":
+                code = launcher.run_child(req, become_job)
+            else:
+                os._exit(1)
         except BaseException as exc:  # pragma: no cover - child
             try:
                 os.write(2, f"dask-job-launcher: {exc!r}\n".encode())
@@ -296,7 +387,7 @@ def listen(path: str) -> socket.socket:
         pass
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     sock.bind(path)
-    os.chmod(path, 0o666)
+    os.chmod(path, 0o666)  # noqa: S103 - any job may ask; SO_PEERCRED and its cgroup say who it is
     sock.listen(64)
     return sock
 
@@ -306,7 +397,6 @@ def main(argv=None) -> int:
     ap.add_argument("--socket", default=SOCKET)
     ap.add_argument("--dask-command", required=True, help="the dask command jobs may run")
     ap.add_argument("--min-uid", type=int, default=1000)
-    ap.add_argument("--cgroup-root", default=CGROUP_ROOT)
     args = ap.parse_args(argv)
     for k, v in launcher.SINGLE_THREADED.items():
         os.environ.setdefault(k, v)
@@ -315,7 +405,7 @@ def main(argv=None) -> int:
         print(f"dask-job-launcher: could not preload {missing}", file=sys.stderr, flush=True)
     sock = listen(args.socket)
     print(f"dask-job-launcher: ready on {args.socket}", flush=True)
-    Server(sock, args.dask_command, args.min_uid, args.cgroup_root).serve()
+    Server(sock, args.dask_command, args.min_uid).serve()
     return 0
 
 

@@ -149,7 +149,7 @@ def refresh_dask_config() -> None:
         sys.modules["distributed.config"].initialize_logging(dask.config.config)
 
 
-def run_child(req: dict, become_fn=None) -> int:  # pragma: no cover - runs in a forked child, exercised by the tests through fork
+def run_child(req: dict, become_fn=None) -> int:  # pragma: no cover - a forked child's; the tests fork it
     """In the child: take the request's identity (``become_fn``, default ``become``) and run the
     scheduler or worker command line in-process; returns its exit code."""
     import importlib
