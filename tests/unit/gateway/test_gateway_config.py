@@ -82,7 +82,7 @@ def test_the_stock_launch_is_one_setting_away(tmp_path):
     assert PlatformLocalBackend(config=c).launcher == "spawn"
 
 
-def slurm_settings(tmp_path):
+def slurm_settings(tmp_path, job_start="/usr/local/bin/dask-job-start"):
     path = settings(tmp_path)
     s = json.loads(open(path).read())
     s["gateway"].update(backend="slurm", api_url="https://gw.dataplatform.test:8000/api")
@@ -93,6 +93,7 @@ def slurm_settings(tmp_path):
         "worker_partition": "workers",
         "staging_directory": "{home}/.dask-gateway/",
         "start_timeout": 86400,
+        "job_start": job_start,
     }
     open(path, "w").write(json.dumps(s))
     return path
@@ -121,11 +122,23 @@ def test_backend_slurm_combines_the_quotas_with_the_slurm_backend(tmp_path):
     )
     assert b.cluster_start_timeout == b.worker_start_timeout == 86400
     config = b.cluster_config_class(parent=b)
-    assert config.scheduler_cmd == ["/opt/dask/venv-2026.8.0/bin/dask", "scheduler"]
-    assert config.worker_cmd == ["/opt/dask/venv-2026.8.0/bin/dask", "worker"]
+    # Through the node's pre-imported launcher.
+    job_start = "/usr/local/bin/dask-job-start"
+    assert config.scheduler_cmd == [job_start, "/opt/dask/venv-2026.8.0/bin/dask", "scheduler"]
+    assert config.worker_cmd == [job_start, "/opt/dask/venv-2026.8.0/bin/dask", "worker"]
     assert (config.scheduler_partition, config.worker_partition) == ("schedulers", "workers")
     assert config.staging_directory == "{home}/.dask-gateway/"
     assert config.environment == {"DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "500ms"}
+
+
+def test_backend_slurm_without_the_job_launcher_runs_dask_itself(tmp_path):
+    from dataplatform_gateway.slurm_backend import FleetBackend
+
+    c = Config()
+    configure(c, slurm_settings(tmp_path, job_start=""))
+    config = FleetBackend(config=c).cluster_config_class(parent=FleetBackend(config=c))
+    assert config.scheduler_cmd == ["/opt/dask/venv-2026.8.0/bin/dask", "scheduler"]
+    assert config.worker_cmd == ["/opt/dask/venv-2026.8.0/bin/dask", "worker"]
 
 
 def test_an_unknown_backend_is_refused_with_the_choices(tmp_path):

@@ -72,8 +72,10 @@ def configure(c, path: str) -> dict:
         backend.launcher = gw.get("launcher", "zygote")
         backend.launcher_dask_command = gw["dask_command"]
 
-    c.ClusterConfig.scheduler_cmd = [gw["dask_command"], "scheduler"]
-    c.ClusterConfig.worker_cmd = [gw["dask_command"], "worker"]
+    # backend slurm: through the node's pre-imported launcher (dask-job-start), where configured.
+    wrapper = [s["slurm"]["job_start"]] if kind == "slurm" and s["slurm"].get("job_start") else []
+    c.ClusterConfig.scheduler_cmd = [*wrapper, gw["dask_command"], "scheduler"]
+    c.ClusterConfig.worker_cmd = [*wrapper, gw["dask_command"], "worker"]
     c.ClusterConfig.idle_timeout = float(s["policy"].get("idle_timeout", 7200))
     c.ClusterConfig.environment = {str(k): str(v) for k, v in gw.get("cluster_environment", {}).items()}
     return s
