@@ -117,6 +117,13 @@ def test_check_jobs_keeps_reason_and_position_of_waiting_jobs(backend, tmp_path,
     report = backend.pending_report(c)
     assert report["job"] == "worker w1"
     assert report["message"] == "waiting for Slurm: the fleet is full (Resources; position 3 in partition workers)"
+    # A worker that reported in is not waiting, even before the next poll says so.
+    from dask_gateway_server.backends.db_base import JobStatus
+
+    c.workers["w1"].status = JobStatus.RUNNING
+    assert backend.pending_report(c) is None
+    c.workers["w1"].status = JobStatus.SUBMITTED
+    assert backend.pending_report(c)["job"] == "worker w1"
     # Once nothing waits any more, nothing is reported.
     fake.write_text(f"#!{sys.executable}\nprint('10|R|None|workers')\n")
     asyncio.run(backend.check_jobs(["10"]))

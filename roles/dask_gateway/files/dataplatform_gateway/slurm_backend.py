@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import copy
 
+from dask_gateway_server.backends.db_base import JobStatus
 from dask_gateway_server.backends.jobqueue.slurm import SlurmBackend, SlurmClusterConfig
 from dask_gateway_server.traitlets import Type
 from traitlets import Integer, Unicode, default
@@ -76,6 +77,12 @@ def describe_pending(reason, position, partition):
     }.get(reason, reason)
     where = f"position {position} in partition {partition}" if position else f"partition {partition}"
     return f"waiting for Slurm: {text} ({reason}; {where})"
+
+
+def _running(record) -> bool:
+    """A cluster or worker record that is running (or past it), as the gateway's database says."""
+    status = getattr(record, "status", None)
+    return status is not None and status >= JobStatus.RUNNING
 
 
 class PlatformSlurmBackend(SlurmBackend):
@@ -196,13 +203,17 @@ class PlatformSlurmBackend(SlurmBackend):
         return queue_positions(stdout.decode("utf8", "replace"))
 
     def pending_report(self, cluster):
-        """What the client should see for a cluster that waits in Slurm's queue, or None."""
+        """What the client should see for a cluster that waits in Slurm's queue, or None.
+
+        A scheduler or worker that has reported in since the last poll waits no longer, whatever
+        the poll said (the reasons are refreshed every status period, starts are seen at once).
+        """
         job_id = cluster.state.get("job_id") if cluster.state else None
-        if job_id in self.pending:
+        if job_id in self.pending and not _running(cluster):
             return dict(self.pending[job_id], job="scheduler")
         for worker in getattr(cluster, "workers", {}).values():
             wid = worker.state.get("job_id") if worker.state else None
-            if wid in self.pending:
+            if wid in self.pending and not _running(worker):
                 return dict(self.pending[wid], job="worker " + worker.name)
         return None
 
