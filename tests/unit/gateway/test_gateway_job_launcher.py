@@ -81,29 +81,19 @@ def test_the_same_environment_by_another_path_is_accepted(tmp_path):
     (tmp_path / "current").symlink_to(venv)
     proc = fake_proc(tmp_path, ["0::" + CGROUP])
     current = str(tmp_path / "current" / "bin" / "dask")
-    req = job_launcher.make_request(
-        message(argv=[str(venv / "bin" / "dask"), "scheduler"]),
-        (4242, 1500, 1500),
-        [5, 6, 7],
-        dask_command=current,
-        min_uid=1000,
-        proc=proc,
-        mounts=V2,
-    )
-    assert req["argv"] == [current, "scheduler"]
+
+    def request(dask):
+        argv = [str(dask), "scheduler"]
+        return job_launcher.make_request(
+            message(argv=argv), (4242, 1500, 1500), [5, 6, 7], dask_command=current, min_uid=1000, proc=proc, mounts=V2
+        )
+
+    assert request(venv / "bin" / "dask")["argv"] == [current, "scheduler"]
     other = tmp_path / "venv-2" / "bin"
     other.mkdir(parents=True)
     (other / "dask").write_text("")
     with pytest.raises(job_launcher.RequestError, match="refusing to run"):
-        job_launcher.make_request(
-            message(argv=[str(other / "dask"), "scheduler"]),
-            (4242, 1500, 1500),
-            [5, 6, 7],
-            dask_command=current,
-            min_uid=1000,
-            proc=proc,
-            mounts=V2,
-        )
+        request(other / "dask")
 
 
 def test_on_a_hybrid_host_the_child_joins_every_hierarchys_cgroup(tmp_path):

@@ -305,35 +305,14 @@ class Server:
             os.write(go_w, b"g")
             os.close(go_w)
             return pid
-        code = 1  # pragma: no cover - child
-        try:  # pragma: no cover - child
-            signal.set_wakeup_fd(-1)
-            os.close(go_w)
-            for fd in close_fds:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            go = os.read(go_r, 1)
-            os.close(go_r)
-            if go == b"g":
-                code = launcher.run_child(req, become_job)
-            else:
-                os._exit(1)
-        except BaseException as exc:  # pragma: no cover - child
-            try:
-                os.write(2, f"dask-job-launcher: {exc!r}\n".encode())
-            except OSError:
-                pass
-        finally:  # pragma: no cover - child
-            try:
-                import logging
 
-                logging.shutdown()
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
+        def run() -> int:  # pragma: no cover - child
+            go = os.read(go_r, 1)  # the parent has joined this process into the job's cgroups
+            os.close(go_r)
+            return launcher.run_child(req, become_job) if go == b"g" else 1
+
+        launcher.child_main(run, [go_w, *close_fds], "dask-job-launcher")  # pragma: no cover - child
+        return 0  # pragma: no cover - child_main never returns
 
     def reaped(self) -> None:
         for pid, status in launcher.reap():
@@ -357,11 +336,7 @@ class Server:
             while not stop:
                 for key, _mask in sel.select():
                     if key.data == "wake":
-                        try:
-                            while os.read(wake_r, 512):
-                                pass
-                        except BlockingIOError:
-                            pass
+                        launcher.drain(wake_r)
                         continue
                     try:
                         conn, _addr = self.listener.accept()

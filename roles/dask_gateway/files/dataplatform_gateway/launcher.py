@@ -183,21 +183,28 @@ def spawn(req: dict, close_fds) -> int:
     pid = os.fork()
     if pid:
         return pid
-    code = 1  # pragma: no cover - child
-    try:  # pragma: no cover - child
+    child_main(lambda: run_child(req), close_fds, "dataplatform_gateway.launcher")  # pragma: no cover
+    return 0  # pragma: no cover - child_main never returns
+
+
+def child_main(run, close_fds, name: str) -> None:  # pragma: no cover - a forked child's
+    """In a forked child: close the parent's descriptors, run ``run()`` and exit with its code
+    (1 if it raised, the exception on stderr under ``name``); never returns."""
+    code = 1
+    try:
         signal.set_wakeup_fd(-1)
         for fd in close_fds:
             try:
                 os.close(fd)
             except OSError:
                 pass
-        code = run_child(req)
-    except BaseException as exc:  # pragma: no cover - child
+        code = run()
+    except BaseException as exc:
         try:
-            os.write(2, f"dataplatform_gateway.launcher: {exc!r}\n".encode())
+            os.write(2, f"{name}: {exc!r}\n".encode())
         except OSError:
             pass
-    finally:  # pragma: no cover - child
+    finally:
         try:
             import logging
 
@@ -206,6 +213,15 @@ def spawn(req: dict, close_fds) -> int:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def drain(fd: int) -> None:
+    """Empty a non-blocking wake-up pipe (signals written by ``signal.set_wakeup_fd``)."""
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def reap() -> list[tuple[int, int]]:
@@ -237,11 +253,7 @@ def serve(sock: socket.socket, dask_command: str, min_uid: int, allow_self: bool
         while True:
             for key, _mask in sel.select():
                 if key.data == "wake":
-                    try:
-                        while os.read(wake_r, 512):
-                            pass
-                    except BlockingIOError:
-                        pass
+                    drain(wake_r)
                     reap()
                     continue
                 try:
