@@ -8,6 +8,7 @@ Usage: python gws_checks.py ACTION USER PASSWORD [ARGS...]
   scale NAME N     ask for N workers; prints the error the gateway gives, if any
   workers NAME N   wait (up to 180 s) for N workers
   compute NAME     a real computation, and the uid the scheduler and workers run as
+  long NAME N      N one-second tasks; prints their result and the hosts that ran them
   stop NAME
 """
 
@@ -69,6 +70,20 @@ def main() -> None:
                     seconds=round(time.monotonic() - start, 2),
                     scheduler=client.run_on_scheduler(ident),
                     workers=list(client.run(ident).values()),
+                )
+        elif action == "long":
+            with gw.connect(args[0]) as cluster, cluster.get_client() as client:
+
+                def task(i):
+                    time.sleep(1)
+                    return i * i, socket.gethostname().split(".")[0]
+
+                start = time.monotonic()
+                results = client.gather(client.map(task, range(int(args[1])), pure=False))
+                out(
+                    total=sum(r[0] for r in results),
+                    hosts=sorted({r[1] for r in results}),
+                    seconds=round(time.monotonic() - start, 2),
                 )
         elif action == "stop":
             gw.stop_cluster(args[0])

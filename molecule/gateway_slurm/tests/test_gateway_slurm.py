@@ -90,9 +90,29 @@ def test_alices_scheduler_and_workers_are_her_slurm_jobs_and_compute(alice_clust
     assert result["scheduler"] == {"uid": alice, "host": CTL}
     assert {w["uid"] for w in result["workers"]} == {alice}
     assert {w["host"] for w in result["workers"]} <= FLEET
+    # Each started pre-imported: forked by its node's dask-job-launcher into its own job's cgroup.
+    for j in schedulers + workers:
+        assert_pre_imported(j)
     # The staging directory is in alice's home on the shared volume, hers alone.
     res = sh(CTL, f"stat -c '%U %a' /home/alice/.dask-gateway/{alice_cluster}")
     assert res.stdout.split() == ["alice", "700"], res
+
+
+def assert_pre_imported(j: dict) -> None:
+    """Job ``j``'s dask process is a child of its node's job launcher, in the job's cgroup."""
+    node, kind = j["node"], j["name"].removeprefix("dask-")
+    launcher_pid = sh(node, "systemctl show -p MainPID --value dask-job-launcher").stdout.strip()
+    # The job's processes as Slurm's proctrack/cgroup sees them: its cgroups' members (v1 or v2).
+    # (`scontrol listpids` cannot find a dynamic node named apart from its FQDN hostname.)
+    found = f"find /sys/fs/cgroup -path '*/job_{j['id']}/*' -name cgroup.procs -exec cat {{}} +"
+    pids = sorted(set(sh(node, found).stdout.split()) - {"0"})
+    procs = sh(node, f"ps -o pid=,ppid=,user=,comm= -p {','.join(pids)}").stdout if pids else ""
+    mine = [line.split() for line in procs.splitlines() if line.split()[-1] == f"dask-{kind}"]
+    assert mine, f"no dask-{kind} among job {j['id']}'s processes on {node}: {procs}"
+    pid, ppid, user, _comm = mine[0]
+    assert (ppid, user) == (launcher_pid, "alice"), mine
+    cgroup = sh(node, f"cat /proc/{pid}/cgroup").stdout
+    assert f"/job_{j['id']}/" in cgroup, cgroup
 
 
 def test_with_the_fleet_full_bob_waits_sees_slurms_reason_and_starts_when_it_frees(alice_cluster):
@@ -103,8 +123,9 @@ def test_with_the_fleet_full_bob_waits_sees_slurms_reason_and_starts_when_it_fre
         assert check("bob", "scale", bob, 1) == {"error": None}
 
         def waiting():
+            # Slurm says "None" until its scheduler's next pass has looked at a new job.
             report = check("bob", "report", bob)
-            return report if report["pending"] else None
+            return report if report["pending"] and report["pending"]["reason"] != "None" else None
 
         report = wait_for(waiting, 60, "bob's report to say why his worker waits")
         pending = report["pending"]
@@ -121,7 +142,8 @@ def test_with_the_fleet_full_bob_waits_sees_slurms_reason_and_starts_when_it_fre
         result = check("bob", "compute", bob)
         assert result["total"] == 500_000_500_000
         assert {w["uid"] for w in result["workers"]} == {uid_of("bob")}
-        assert check("bob", "report", bob)["pending"] is None
+        # The reason goes within a status period (5 s) of the start: the next squeue poll.
+        wait_for(lambda: check("bob", "report", bob)["pending"] is None, 20, "bob's report to stop saying he waits")
     finally:
         check("bob", "stop", bob)
 
@@ -153,6 +175,47 @@ def test_past_slurms_own_per_user_limit_bobs_worker_is_held_with_the_reason():
     finally:
         check("bob", "stop", bob)
     wait_for(lambda: not jobs("bob"), 60, "bob's jobs to be cancelled with his cluster")
+
+
+def test_a_node_lost_mid_computation_its_workers_are_replaced_and_the_computation_finishes(alice_cluster):
+    check("alice", "workers", alice_cluster, 2)
+    workers = [j for j in jobs("alice") if j["name"] == "dask-worker"]
+    victim = workers[0]["node"]
+    (other,) = FLEET - {victim}
+    lost = {j["id"] for j in workers if j["node"] == victim}
+    cmd = f"cd /tmp && runuser -u alice -- {PY} /tmp/gws_checks.py long alice {PASSWORDS['alice']} {alice_cluster} 60"
+    run = subprocess.Popen(
+        ["docker", "exec", GATEWAY, "sh", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(8)
+        assert run.poll() is None, run.communicate()
+        # The instance dies: slurmd, the job steps and alice's processes with it.
+        sh(victim, "systemctl stop slurmd; pkill -9 -x slurmstepd; pkill -9 -u alice; true")
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err[-3000:]
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["total"] == sum(i * i for i in range(60)), result
+        assert other in result["hosts"], result
+
+        # The gateway replaced the lost workers on the node that is left: two again, all there.
+        def replaced():
+            now = [j for j in jobs("alice") if j["name"] == "dask-worker"]
+            ok = len(now) == 2 and {j["state"] for j in now} == {"RUNNING"} and {j["node"] for j in now} == {other}
+            return now if ok and not lost & {j["id"] for j in now} else None
+
+        wait_for(replaced, 120, f"alice's workers to be replaced on {other}")
+        assert check("alice", "workers", alice_cluster, 2)["workers"] == 2
+        assert check("alice", "compute", alice_cluster)["total"] == 500_000_500_000
+    finally:
+        if run.poll() is None:
+            run.kill()
+        sh(victim, "systemctl start slurmd")
+        wait_for(
+            lambda: sh(CTL, f"sinfo -h -n {victim} -o %T").stdout.strip() in ("idle", "mixed", "allocated"),
+            120,
+            f"{victim} back in service",
+        )
 
 
 @pytest.fixture(scope="module")
