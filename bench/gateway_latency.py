@@ -357,6 +357,8 @@ def where_the_time_goes(reps: int = 10) -> dict:
             "gws-node1", "runuser -u alice -- /opt/dask/current/bin/dask worker --help", n=3
         ),
         "status_period_s": settings["gateway"]["status_period"],
+        # The jobs' wrapper: the node's pre-imported launcher (dask-job-start), or none (fresh).
+        "job_start": settings["slurm"].get("job_start") or "fresh",
     }
     # Slurm's submit -> start for the bench's jobs (whole seconds, sacct).
     res = docker("gws-ctl", "sacct -a -n -X -P -S now-1hour -o JobName,Submit,Start --name dask-scheduler,dask-worker")
