@@ -355,7 +355,8 @@ class Server:
 
 def listen(path: str) -> socket.socket:
     """The service's socket: any local user may connect (the kernel tells who did)."""
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.chmod(os.path.dirname(path), 0o755)  # noqa: S103 - whatever the umask, every job reaches the socket
     try:
         os.unlink(path)
     except FileNotFoundError:
