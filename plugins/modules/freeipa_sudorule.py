@@ -133,7 +133,7 @@ EXAMPLES = r"""
     description: Dask Gateway starts per-user clusters through Slurm as the user
     external_users: [dask-gateway]
     hosts: [gateway.example.com]
-    commands: [/opt/dask/current/bin/dask-gateway-jobqueue-launcher]
+    commands: [/opt/dask/gateway/bin/dask-gateway-jobqueue-launcher]
     runas_groups: [dask_users]
     options: ["!authenticate"]
   delegate_to: localhost
@@ -165,7 +165,7 @@ sudorule:
     hostcategory: null
     usercategory: null
     cmdcategory: null
-    commands: [/opt/dask/current/bin/dask-gateway-jobqueue-launcher]
+    commands: [/opt/dask/gateway/bin/dask-gateway-jobqueue-launcher]
     runas_users: []
     runas_groups: [dask_users]
     runasusercategory: null
@@ -175,7 +175,7 @@ created_commands:
   returned: always
   type: list
   elements: str
-  sample: [/opt/dask/current/bin/dask-gateway-jobqueue-launcher]
+  sample: [/opt/dask/gateway/bin/dask-gateway-jobqueue-launcher]
 """
 
 import re

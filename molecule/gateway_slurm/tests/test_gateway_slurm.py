@@ -243,3 +243,10 @@ def test_sudo_lets_the_gateway_run_the_launcher_as_platform_users_only(launcher)
     assert res.returncode != 0 and res.stdout == "", res
     res = sh(GATEWAY, "stat -c '%a %U' /etc/sudoers.d/dask-gateway && visudo -cf /etc/sudoers.d/dask-gateway")
     assert res.returncode == 0 and res.stdout.splitlines()[0] == "440 root", res
+    # What sudo runs as users is out of the gateway's reach: it can change neither the launcher nor
+    # the Python file the launcher runs, nor replace them in their directories.
+    script = sh(GATEWAY, f"sed -n 's/^exec .* -IS //p' {launcher}").stdout.split()[0]
+    for path in (launcher, script):
+        for target in (path, path.rsplit("/", 1)[0]):
+            res = sh(GATEWAY, f"runuser -u dask-gateway -- test -w {target}")
+            assert res.returncode != 0, f"{target} is writable by the gateway's service user"

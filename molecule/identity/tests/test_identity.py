@@ -123,7 +123,7 @@ def test_sssd_config_is_private(host):
 
 
 # ---------------------------------------------------------------------------- sudo from FreeIPA
-LAUNCHER = "/opt/dask/current/bin/dask-gateway-jobqueue-launcher"
+LAUNCHER = "/opt/dask/gateway/bin/dask-gateway-jobqueue-launcher"
 
 
 def as_gateway(host: str, cmd: str) -> subprocess.CompletedProcess:

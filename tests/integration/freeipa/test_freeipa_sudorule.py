@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from python_freeipa import exceptions as ipa_exc
 
-LAUNCHER = "/opt/dask/current/bin/dask-gateway-jobqueue-launcher"
+LAUNCHER = "/opt/dask/gateway/bin/dask-gateway-jobqueue-launcher"
 
 
 def show(ipa_client, name):

@@ -19,7 +19,7 @@ PARAMS = {
     "hosts": ["gw.example.com"],
     "hostgroups": None,
     "hostcategory": None,
-    "commands": ["/opt/dask/current/bin/dask-gateway-jobqueue-launcher"],
+    "commands": ["/opt/dask/gateway/bin/dask-gateway-jobqueue-launcher"],
     "runas_users": None,
     "runas_groups": ["dask_users"],
     "options": ["!authenticate"],
@@ -33,7 +33,7 @@ ENTRY = {
     "externaluser": ["dask-gateway"],
     "memberhost_host": ["gw2.example.com"],
     "externalhost": ["gw.example.com"],
-    "memberallowcmd_sudocmd": ["/opt/dask/current/bin/dask-gateway-jobqueue-launcher"],
+    "memberallowcmd_sudocmd": ["/opt/dask/gateway/bin/dask-gateway-jobqueue-launcher"],
     "ipasudorunas_group": ["dask_users"],
     "ipasudoopt": ["!authenticate"],
 }

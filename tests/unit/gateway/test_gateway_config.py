@@ -87,7 +87,7 @@ def slurm_settings(tmp_path, job_start="/usr/local/bin/dask-job-start"):
     s = json.loads(open(path).read())
     s["gateway"].update(backend="slurm", api_url="https://gw.dataplatform.test:8000/api")
     s["slurm"] = {
-        "launcher": "/opt/dask/venv-2026.8.0/bin/dask-gateway-jobqueue-launcher",
+        "launcher": "/opt/dask/gateway/bin/dask-gateway-jobqueue-launcher",
         "bin_dir": "/usr/bin",
         "scheduler_partition": "schedulers",
         "worker_partition": "workers",
@@ -114,7 +114,7 @@ def test_backend_slurm_combines_the_quotas_with_the_slurm_backend(tmp_path):
     assert b.db_url == "sqlite:////var/lib/dask-gateway/gateway.sqlite"
     assert b.db_encrypt_keys == [b"a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U="]
     assert b.stop_clusters_on_shutdown is False
-    assert b.dask_gateway_jobqueue_launcher == "/opt/dask/venv-2026.8.0/bin/dask-gateway-jobqueue-launcher"
+    assert b.dask_gateway_jobqueue_launcher == "/opt/dask/gateway/bin/dask-gateway-jobqueue-launcher"
     assert (b.submit_command, b.status_command, b.cancel_command) == (
         "/usr/bin/sbatch",
         "/usr/bin/squeue",
