@@ -296,6 +296,54 @@ def test_lost_node_requeues_the_job_on_another_node():
     assert "caps: qos engineers MaxTRESPerUser cpu=2,mem=2000 -> cpu=4,mem=4000" in journal, journal
 
 
+def test_placeholder_nothing_joined_within_resume_timeout_is_reset():
+    """A resumed placeholder no instance joins goes DOWN; the fleet timer makes it usable again."""
+    aws("autoscaling").update_auto_scaling_group(AutoScalingGroupName="molecule-fleet", MaxSize=3)
+    before = {i["InstanceId"] for i in group()["Instances"]}
+    conf = "/etc/slurm/slurm.conf"
+
+    def resets() -> int:
+        return out(CTL, "cat /var/log/slurm/slurm-fleet.log").count("placeholders fleet-1: down after ResumeTimeout")
+
+    resets_before = resets()
+    # A launch that never boots, without waiting out the scenario's 600 s: ResumeTimeout 20 s.
+    sh(CTL, f"cp {conf} {conf}.test && sed -i 's/^ResumeTimeout=.*/ResumeTimeout=20/' {conf} && scontrol reconfigure")
+    try:
+        wait_for("placeholder fleet-1", lambda: "POWERED_DOWN" in out(CTL, "scontrol show node fleet-1 -o || true"))
+        for node in FLEET:  # alice holds the fleet that is up
+            wait_state(sbatch("alice", f"-p workers -c2 -w {node} --wrap 'sleep 600'"), "RUNNING")
+        waiting = sbatch("bob", "-p workers -c2 --requeue --wrap 'sleep 600'")
+        wait_for("bob's job given fleet-1", lambda: job(waiting)["NodeList"] == "fleet-1")
+        wait_for("the resume hook", lambda: group()["DesiredCapacity"] == 3)
+        # Nothing boots as the new instance: slurmctld gives up on fleet-1 after 20 s, requeues
+        # bob's job and leaves the node DOWN ("ResumeTimeout reached"), where Slurm alone would
+        # never offer it again. The timer (every 30 s) clears its records and returns it to idle.
+        wait_for("the timer's reset", lambda: resets() > resets_before, timeout=PATIENCE)
+        # Slurm offers it again: idle and powered down, or already given to bob's requeued job
+        # (once its requeue hold ends) and powering up for a second try.
+        node = out(CTL, "scontrol show node fleet-1 -o")
+        states = node.split(" State=", 1)[1].split()[0].split("+")
+        assert "DOWN" not in states and {"POWERED_DOWN", "POWERING_UP"} & set(states), node
+        assert "ResumeTimeout" not in node, node
+        requeued = job(waiting)
+        assert int(requeued["Restarts"]) >= 1, requeued
+        assert requeued["JobState"] == "PENDING" or requeued["NodeList"] == "fleet-1", requeued
+    finally:
+        cancel_all()
+        # A second resume of fleet-1 may be under way: end it (SuspendProgram clears its record).
+        sh(CTL, "scontrol update nodename=fleet-1 state=power_down_force", check=False)
+        sh(CTL, f"mv {conf}.test {conf} && scontrol reconfigure", check=False)
+        # The instance the resume hook asked for never booted: it goes, as a failed launch would.
+        for instance in {i["InstanceId"] for i in group()["Instances"]} - before:
+            aws("autoscaling").terminate_instance_in_auto_scaling_group(
+                InstanceId=instance, ShouldDecrementDesiredCapacity=True
+            )
+        aws("autoscaling").update_auto_scaling_group(AutoScalingGroupName="molecule-fleet", MaxSize=2)
+        # SuspendTimeout (120 s) passes before a node powering down counts as asleep.
+        wait_for("no placeholder left", lambda: "fleet-" not in out(CTL, "sinfo -h -o %N"), timeout=PATIENCE + 120)
+        wait_for("no record left", lambda: not ssm_values("wanted") and not ssm_values("claims"))
+
+
 def test_busy_fleet_grows_through_a_placeholder_a_booting_node_claims():
     """The last test: slurm-node1 leaves and comes back as a baked instance would boot."""
     # The group gets room for one more instance: the fleet timer adds a powered-down placeholder.

@@ -11,7 +11,8 @@ pure helpers: size checks, instance views) and run by the Dask environment's Pyt
                                     and let them go once idle; protect busy nodes from scale-in
   slurm_fleet.py placeholders       every 30 s (timer): keep powered-down placeholder nodes
                                     (State=CLOUD) for the room left in the group, so Slurm
-                                    calls ResumeProgram even when every node is busy
+                                    calls ResumeProgram even when every node is busy; one
+                                    that no instance joined within ResumeTimeout is reset
   slurm_fleet.py caps               every 30 s (timer) and after resume/suspend: set each QOS's
                                     MaxTRESPerUser (cpu, mem) to its fraction of the fleet
 
@@ -32,6 +33,7 @@ keeps only a ResumeProgram's or SuspendProgram's exit status.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -50,6 +52,12 @@ HARD_CAP = 20  # the platform's fleet ceiling, whatever the group's MaxSize says
 BUSY_STATES = ("ALLOCATED", "MIXED", "COMPLETING")
 # A node in any of these states offers the fleet nothing now (gone, asleep, or not yet back).
 ABSENT_STATES = {"DOWN", "POWERED_DOWN", "POWERING_DOWN", "POWER_DOWN", "POWERING_UP", "FUTURE"}
+
+
+# slurmctld's reason on a node it powered up that did not register within ResumeTimeout.
+RESUME_TIMEOUT_REASON = "ResumeTimeout reached"
+# Reason= holds spaces, even key-like words; slurmctld ends it with " [user@time]".
+REASON = re.compile(r" Reason=(.*?)(?: \[[^\]@ ]*@[^\] ]*\]|$)")
 
 
 class FleetError(Exception):
@@ -108,6 +116,9 @@ class Slurm:
         size = [f"CPUs={cpus}", f"RealMemory={memory_mb}", f"Feature={feature}"]
         self.call(f"create placeholder {node}", ["scontrol", "create", f"nodename={node}", "state=CLOUD", *size])
 
+    def set_idle(self, node):
+        self.call(f"return {node} to service", ["scontrol", "update", f"nodename={node}", "state=idle"])
+
     def power_down(self, node):
         self.call(f"power down {node}", ["scontrol", "update", f"nodename={node}", "state=power_down_force"])
 
@@ -146,12 +157,14 @@ def parse_node(line):
     if "NodeName" not in fields:
         return None
     features = fields.get("AvailableFeatures", "")
+    reason = REASON.search(line)
     return {
         "name": fields["NodeName"],
         "cpus": int(fields.get("CPUTot", "0") or 0),
         "memory_mb": int(fields.get("RealMemory", "0") or 0),
         "features": [] if features in ("", "(null)") else features.split(","),
         "states": [part.rstrip("*~#%!") for part in fields.get("State", "").split("+") if part],
+        "reason": reason.group(1).strip() if reason else "",
     }
 
 
@@ -544,6 +557,29 @@ class Fleet:
 
     # --- placeholders: room to grow when every node is busy ---------------------------
 
+    def _reset_failed(self, node, instance_id):
+        """A placeholder no instance joined as within ResumeTimeout: make it usable again.
+
+        slurmctld leaves it DOWN+POWERED_DOWN ("ResumeTimeout reached") and never offers it
+        again, so one failed boot would shrink the room to grow for good. An instance that
+        claimed it and never registered is broken: it is terminated with a decrement. Then the
+        records go and the node returns to idle, powered down, for the next resume.
+        """
+        if instance_id:
+            self.call(
+                self.autoscaling,
+                f"terminate {instance_id} ({node})",
+                "terminate_instance_in_auto_scaling_group",
+                InstanceId=instance_id,
+                ShouldDecrementDesiredCapacity=True,
+            )
+            what = f"its instance {instance_id} claimed it but never registered: terminated"
+        else:
+            what = "no instance claimed it (the group may still be launching one: it joins under its host name)"
+        self.claims.release(node)
+        self.slurm.set_idle(node)
+        log(f"placeholders {node}: down after ResumeTimeout; {what}; records cleared, back to idle (powered down)")
+
     def placeholders(self):
         """Keep one powered-down placeholder per instance the group may still add.
 
@@ -552,9 +588,11 @@ class Fleet:
         and one instance's size) fill the room up to min(fleet max, group MaxSize); Slurm
         allocates a waiting job to one, calls ResumeProgram with its name, and the instance that
         boots claims it. Claims whose instance left the group are released and their node powered
-        down. Returns {"created": [...], "deleted": [...], "released": [...]}.
+        down. A placeholder Slurm set DOWN because no instance joined as it within ResumeTimeout
+        is reset (``_reset_failed``). Returns {"created": [...], "deleted": [...], "released":
+        [...], "reset": [...]}.
         """
-        result = {"created": [], "deleted": [], "released": []}
+        result = {"created": [], "deleted": [], "released": [], "reset": []}
         if not self.prefix:
             return result
         group = self.group()
@@ -573,6 +611,11 @@ class Fleet:
                 claims.pop(node)
         fleet = [n for n in self.slurm.nodes() if self.feature in n["features"]]
         held = {n["name"]: n for n in fleet if self.is_placeholder(n["name"])}
+        for node, info in sorted(held.items()):
+            if "DOWN" in info["states"] and info["reason"].startswith(RESUME_TIMEOUT_REASON):
+                self._reset_failed(node, claims.pop(node, None))  # claims left: members'
+                info["states"] = ["IDLE", "CLOUD", "POWERED_DOWN"]
+                result["reset"].append(node)
         others = len(fleet) - len(held)
         want = max(0, min(self.max_nodes, sizes["max_size"]) - others)
         index = 1

@@ -190,5 +190,7 @@ def test_parse_node_reads_the_first_of_each_key_only():
         "memory_mb": 2000,
         "features": ["fleet"],
         "states": ["IDLE", "CLOUD", "POWERED_DOWN"],
+        "reason": "power save: State=IDLE CPUTot=99",
     }
     assert slurm_fleet.parse_node("No nodes in the system") is None
+    assert slurm_fleet.parse_node("NodeName=y State=IDLE")["reason"] == ""

@@ -39,9 +39,10 @@ class FakeSlurm:
 
     def line(self, name):
         n = self.nodes[name]
+        reason = f" Reason={n['reason']} [slurm@2026-12-03T15:00:00]" if n.get("reason") else ""
         return (
             f"NodeName={name} CPUTot={n['cpus']} AvailableFeatures={n['features']} RealMemory={n['mem']} "
-            f"State={n['states']} Partitions=workers"
+            f"State={n['states']} Partitions=workers{reason}"
         )
 
     def run(self, args):
@@ -68,6 +69,9 @@ class FakeSlurm:
             self.nodes.pop(node)
         elif args[1] == "update" and fields.get("state") == "power_down_force":
             self.nodes[node]["states"] = "IDLE+CLOUD+DYNAMIC_NORM+POWERED_DOWN"
+        elif args[1] == "update" and fields.get("state") == "idle":
+            self.nodes[node]["states"] = self.nodes[node]["states"].replace("DOWN+", "IDLE+", 1)
+            self.nodes[node].pop("reason", None)
         return 0, "", ""
 
     def placeholders(self):
@@ -119,7 +123,7 @@ def test_placeholders_fill_the_room_left_in_the_group_and_shrink_with_it(aws, ca
     assert slurm.nodes["fleet-1"]["features"] == "fleet" and slurm.nodes["fleet-1"]["cpus"] == 2
     assert "placeholders: 3 for 2 node(s) up to 5" in capsys.readouterr().err
     # Run again: nothing to do.
-    assert fleet(aws, slurm).placeholders() == {"created": [], "deleted": [], "released": []}
+    assert fleet(aws, slurm).placeholders() == {"created": [], "deleted": [], "released": [], "reset": []}
     # fleet-3 is an instance now; the fleet ceiling goes down to 4: room for one more, so the
     # highest asleep placeholder goes and the busy one stays.
     slurm.nodes["fleet-3"]["states"] = "ALLOCATED+CLOUD+DYNAMIC_NORM"
@@ -209,6 +213,49 @@ def test_claims_of_instances_gone_from_the_group_are_released(aws, capsys):
     assert params(aws, "claims") == {}
     assert slurm.nodes["fleet-1"]["states"] == "IDLE+CLOUD+DYNAMIC_NORM+POWERED_DOWN"
     assert "its instance i-gone left ASG dask-fleet" in capsys.readouterr().err
+
+
+TIMED_OUT = {"states": "DOWN+CLOUD+DYNAMIC_NORM+POWERED_DOWN", "reason": "ResumeTimeout reached"}
+
+
+def test_a_placeholder_whose_claiming_instance_never_registered_is_reset(aws, tmp_path, capsys):
+    slurm = FakeSlurm([])
+    f = fleet(aws, slurm)
+    f.placeholders()
+    before = [i["InstanceId"] for i in group(aws)["Instances"]]
+    f.resume(["fleet-1"])
+    (iid,) = new_instances(aws, before)
+    assert slurm_node_claim.run(CLAIMS, tmp_path / "claim.env", iid, False, 5, ssm=aws["ssm"]) == "fleet-1"
+    # Its slurmd never registered: slurmctld gave up after ResumeTimeout.
+    slurm.nodes["fleet-1"].update(TIMED_OUT)
+    result = f.placeholders()
+    assert result["reset"] == ["fleet-1"] and result["created"] == result["deleted"] == []
+    # The broken instance is gone with a decrement; the records too; the node is asleep and usable.
+    assert iid not in {i["InstanceId"] for i in group(aws)["Instances"] if i["LifecycleState"] == "InService"}
+    assert group(aws)["DesiredCapacity"] == 2
+    assert params(aws, "claims") == {} and params(aws, "wanted") == {}
+    assert slurm.nodes["fleet-1"]["states"] == "IDLE+CLOUD+DYNAMIC_NORM+POWERED_DOWN"
+    assert f"its instance {iid} claimed it but never registered: terminated" in capsys.readouterr().err
+    # Next pass: nothing left to do.
+    assert f.placeholders()["reset"] == []
+
+
+def test_a_placeholder_no_instance_claimed_in_time_is_reset_and_the_group_left_alone(aws, capsys):
+    slurm = FakeSlurm([])
+    f = fleet(aws, slurm)
+    f.placeholders()
+    f.resume(["fleet-2"])
+    assert group(aws)["DesiredCapacity"] == 3
+    slurm.nodes["fleet-2"].update(TIMED_OUT)
+    # An operator's DOWN is not ours to undo.
+    slurm.nodes["fleet-3"].update(states="DOWN+CLOUD+DYNAMIC_NORM+POWERED_DOWN", reason="disk check")
+    assert f.placeholders()["reset"] == ["fleet-2"]
+    assert params(aws, "wanted") == {}
+    # The instance launched for it may still boot: it joins under its host name.
+    assert group(aws)["DesiredCapacity"] == 3
+    assert slurm.nodes["fleet-2"]["states"] == "IDLE+CLOUD+DYNAMIC_NORM+POWERED_DOWN"
+    assert slurm.nodes["fleet-3"]["states"].startswith("DOWN+")
+    assert "placeholders fleet-2: down after ResumeTimeout; no instance claimed it" in capsys.readouterr().err
 
 
 def test_lifecycle_lets_an_idle_claimed_placeholder_go_and_powers_it_down(aws, tmp_path):
