@@ -175,7 +175,8 @@ def test_a_lost_race_on_every_wanted_node_falls_back_to_the_host_name(aws, tmp_p
     assert params(aws, "claims") == {"fleet-1": "i-winner"}
 
 
-def test_suspend_terminates_the_claiming_instance_and_frees_the_placeholder(aws, tmp_path):
+def resumed_and_claimed(aws, tmp_path):
+    """fleet-1 resumed (the group grew by one instance) and claimed by that new instance."""
     slurm = FakeSlurm([])
     f = fleet(aws, slurm)
     f.placeholders()
@@ -183,6 +184,11 @@ def test_suspend_terminates_the_claiming_instance_and_frees_the_placeholder(aws,
     f.resume(["fleet-1"])
     (iid,) = new_instances(aws, before)
     assert slurm_node_claim.run(CLAIMS, tmp_path / "claim.env", iid, False, 5, ssm=aws["ssm"]) == "fleet-1"
+    return slurm, f, iid
+
+
+def test_suspend_terminates_the_claiming_instance_and_frees_the_placeholder(aws, tmp_path):
+    slurm, f, iid = resumed_and_claimed(aws, tmp_path)
     slurm.nodes["fleet-1"]["states"] = "IDLE+CLOUD+DYNAMIC_NORM"
     assert f.suspend(["fleet-1"]) == [iid]
     assert group(aws)["DesiredCapacity"] == 2
@@ -219,13 +225,7 @@ TIMED_OUT = {"states": "DOWN+CLOUD+DYNAMIC_NORM+POWERED_DOWN", "reason": "Resume
 
 
 def test_a_placeholder_whose_claiming_instance_never_registered_is_reset(aws, tmp_path, capsys):
-    slurm = FakeSlurm([])
-    f = fleet(aws, slurm)
-    f.placeholders()
-    before = [i["InstanceId"] for i in group(aws)["Instances"]]
-    f.resume(["fleet-1"])
-    (iid,) = new_instances(aws, before)
-    assert slurm_node_claim.run(CLAIMS, tmp_path / "claim.env", iid, False, 5, ssm=aws["ssm"]) == "fleet-1"
+    slurm, f, iid = resumed_and_claimed(aws, tmp_path)
     # Its slurmd never registered: slurmctld gave up after ResumeTimeout.
     slurm.nodes["fleet-1"].update(TIMED_OUT)
     result = f.placeholders()
