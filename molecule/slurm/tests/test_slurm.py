@@ -306,8 +306,13 @@ def test_placeholder_nothing_joined_within_resume_timeout_is_reset():
         return out(CTL, "cat /var/log/slurm/slurm-fleet.log").count("placeholders fleet-1: down after ResumeTimeout")
 
     resets_before = resets()
-    # A launch that never boots, without waiting out the scenario's 600 s: ResumeTimeout 20 s.
-    sh(CTL, f"cp {conf} {conf}.test && sed -i 's/^ResumeTimeout=.*/ResumeTimeout=20/' {conf} && scontrol reconfigure")
+    # A launch that never boots, without waiting out the scenario's 600 s: ResumeTimeout 20 s
+    # (and SuspendTimeout 20 s, not 120 s, for the power-down that ends the test).
+    sh(
+        CTL,
+        f"cp {conf} {conf}.test && sed -i -e 's/^ResumeTimeout=.*/ResumeTimeout=20/' "
+        f"-e 's/^SuspendTimeout=.*/SuspendTimeout=20/' {conf} && scontrol reconfigure",
+    )
     try:
         wait_for("placeholder fleet-1", lambda: "POWERED_DOWN" in out(CTL, "scontrol show node fleet-1 -o || true"))
         for node in FLEET:  # alice holds the fleet that is up
@@ -332,16 +337,18 @@ def test_placeholder_nothing_joined_within_resume_timeout_is_reset():
         cancel_all()
         # A second resume of fleet-1 may be under way: end it (SuspendProgram clears its record).
         sh(CTL, "scontrol update nodename=fleet-1 state=power_down_force", check=False)
-        sh(CTL, f"mv {conf}.test {conf} && scontrol reconfigure", check=False)
         # The instance the resume hook asked for never booted: it goes, as a failed launch would.
         for instance in {i["InstanceId"] for i in group()["Instances"]} - before:
             aws("autoscaling").terminate_instance_in_auto_scaling_group(
                 InstanceId=instance, ShouldDecrementDesiredCapacity=True
             )
         aws("autoscaling").update_auto_scaling_group(AutoScalingGroupName="molecule-fleet", MaxSize=2)
-        # SuspendTimeout (120 s) passes before a node powering down counts as asleep.
-        wait_for("no placeholder left", lambda: "fleet-" not in out(CTL, "sinfo -h -o %N"), timeout=PATIENCE + 120)
-        wait_for("no record left", lambda: not ssm_values("wanted") and not ssm_values("claims"))
+        # SuspendTimeout passes before a node powering down counts as asleep (and can be removed).
+        try:
+            wait_for("no placeholder left", lambda: "fleet-" not in out(CTL, "sinfo -h -o %N"), timeout=PATIENCE)
+            wait_for("no record left", lambda: not ssm_values("wanted") and not ssm_values("claims"))
+        finally:
+            sh(CTL, f"mv {conf}.test {conf} && scontrol reconfigure", check=False)
 
 
 def test_busy_fleet_grows_through_a_placeholder_a_booting_node_claims():
