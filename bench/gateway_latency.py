@@ -170,14 +170,23 @@ def start_gateway(
     raise SystemExit(f"{kind} gateway did not start: see {tmp}/{kind}.log")
 
 
+# --start-with-workers: new_cluster(workers=1) (the platform's option: the worker is created with
+# the cluster, on Slurm submitted with its scheduler) instead of new_cluster() then scale(1).
+FLOW = {"start_with_workers": False}
+
+
 async def one_user(address: tuple[str, str], user: str, password: str) -> dict:
     times = {}
     async with Gateway(address[0], proxy_address=address[1], auth=BasicAuth(user, password), asynchronous=True) as gw:
         t0 = time.perf_counter()
-        cluster = await gw.new_cluster()
+        if FLOW["start_with_workers"]:
+            cluster = await gw.new_cluster(workers=1)
+        else:
+            cluster = await gw.new_cluster()
         t1 = time.perf_counter()
         times["new_cluster"] = t1 - t0
-        await cluster.scale(1)
+        if not FLOW["start_with_workers"]:
+            await cluster.scale(1)
         t2 = time.perf_counter()
         times["scale"] = t2 - t1
         async with cluster.get_client(set_as_default=False) as client:
@@ -319,11 +328,13 @@ async def _gather(address, users, creds):
     )
 
 
-def run_inner(address: tuple[str, str], users: int, rounds: int, creds: list[tuple[str, str]]) -> dict:
+def run_inner(
+    address: tuple[str, str], users: int, rounds: int, creds: list[tuple[str, str]], with_workers: bool = False
+) -> dict:
     user_args = " ".join(f"--user {u}:{p}" for u, p in creds)
     cmd = (
         f"{IN_CONTAINER} /tmp/gateway_latency.py --inner {address[0]} {address[1]} "
-        f"--users {users} --rounds {rounds} {user_args}"
+        f"--users {users} --rounds {rounds} {user_args}" + (" --start-with-workers" if with_workers else "")
     )
     return json.loads(docker(SLURM_GATEWAY, cmd, timeout=3600).stdout.strip().splitlines()[-1])
 
@@ -395,6 +406,12 @@ def main_slurm(args, creds) -> None:
                 "1_user": run_inner(address, 1, args.repeat, creds[:1]),
                 f"{args.users}_users": run_inner(address, args.users, args.rounds, creds),
             }
+            if args.start_with_workers:
+                # The same sessions started with their worker (new_cluster(workers=1), no scale).
+                out[backend]["1_user_started_with_workers"] = run_inner(address, 1, args.repeat, creds[:1], True)
+                out[backend][f"{args.users}_users_started_with_workers"] = run_inner(
+                    address, args.users, args.rounds, creds, True
+                )
     finally:
         stop_local_in_container()
     out["where_the_time_goes"] = where_the_time_goes()
@@ -402,6 +419,9 @@ def main_slurm(args, creds) -> None:
     if all(one.values()):
         out["slurm_over_local_first_result_p95_1_user"] = round(one["slurm"] / one["local"], 2)
         out["target_met_1_user"] = one["slurm"] <= 3.0
+    if args.start_with_workers:
+        got = out["slurm"]["1_user_started_with_workers"]["steps"].get("first_result", {}).get("p95")
+        out["target_met_1_user_started_with_workers"] = got is not None and got <= 3.0
     text = json.dumps(out, indent=2)
     print(text)
     results = ROOT / "bench" / "results"
@@ -426,6 +446,11 @@ def main() -> None:
     ap.add_argument("--ldap-uri", default="ldap://127.0.0.1:1389")
     ap.add_argument("--only", choices=["stock", "platform"])
     ap.add_argument(
+        "--start-with-workers",
+        action="store_true",
+        help="--backend slurm: also time sessions started with their worker (new_cluster(workers=1))",
+    )
+    ap.add_argument(
         "--launcher",
         choices=["zygote", "spawn"],
         default="zygote",
@@ -435,6 +460,7 @@ def main() -> None:
     creds = [tuple(u.split(":", 1)) for u in args.user] or [("alice", "Alice-Secret123")]
     if args.users is None:
         args.users = 3 if args.backend == "slurm" else 30
+    FLOW["start_with_workers"] = args.start_with_workers and bool(args.inner)
     if args.inner:
         print(json.dumps(inner(tuple(args.inner), args.users, args.rounds, creds)))
         return

@@ -2,7 +2,8 @@
 gateway's CA from the system store, password login); each prints one JSON line.
 
 Usage: python gws_checks.py ACTION USER PASSWORD [ARGS...]
-  new N            a cluster with N workers running (waits for them); prints its name
+  new N            a cluster, then scale(N), N workers running (waits for them); prints its name
+  start N          a cluster started with N workers (the workers option; waits for them)
   submit           a cluster, without waiting; prints its name
   report NAME      the cluster's status and why it waits (options["slurm_pending"])
   scale NAME N     ask for N workers; prints the error the gateway gives, if any
@@ -42,6 +43,11 @@ def main() -> None:
                 cluster.scale(int(args[0]))
                 with cluster.get_client() as client:
                     client.wait_for_workers(int(args[0]), timeout=240)
+            out(name=cluster.name)
+        elif action == "start":
+            cluster = gw.new_cluster(shutdown_on_close=False, workers=int(args[0]))
+            with cluster.get_client() as client:
+                client.wait_for_workers(int(args[0]), timeout=240)
             out(name=cluster.name)
         elif action == "submit":
             out(name=gw.submit())

@@ -63,7 +63,8 @@ def client_script():
 
 @pytest.fixture(scope="module")
 def alice_cluster():
-    name = check("alice", "new", 2)["name"]
+    # Started with its 2 workers (the workers option): submitted with the scheduler, not after it.
+    name = check("alice", "start", 2)["name"]
     yield name
     check("alice", "stop", name)
 
@@ -78,6 +79,9 @@ def test_alices_scheduler_and_workers_are_her_slurm_jobs_and_compute(alice_clust
     schedulers = [j for j in mine if j["name"] == "dask-scheduler"]
     workers = [j for j in mine if j["name"] == "dask-worker"]
     assert len(schedulers) == 1 and len(workers) == 2, mine
+    # Submitted right behind the scheduler, before it ran: the next two job ids.
+    first = int(schedulers[0]["id"])
+    assert sorted(int(j["id"]) for j in workers) == [first + 1, first + 2], mine
     assert {j["user"] for j in mine} == {"alice"}
     assert {j["state"] for j in mine} == {"RUNNING"}, mine
     assert (schedulers[0]["partition"], schedulers[0]["node"]) == ("schedulers", CTL), schedulers

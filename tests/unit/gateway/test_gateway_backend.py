@@ -301,3 +301,74 @@ def test_home_is_the_users_home_once_it_exists(tmp_path):
     assert backend_mod.user_home(pw, "/var/lib/dask-gateway/clusters/c1") == "/var/lib/dask-gateway/clusters/c1"
     home.mkdir(parents=True)
     assert backend_mod.user_home(pw, "/var/lib/dask-gateway/clusters/c1") == str(home)
+
+
+# -- clusters that start with workers -------------------------------------------------------
+
+
+class UpstreamCommandBackend(FakeBackend):
+    def get_scheduler_command(self, cluster):
+        return ["dask", "scheduler", "--preload", backend_mod.UPSTREAM_PRELOAD, "--dg-idle-timeout", "7200"]
+
+
+class SeededBackend(PolicyBackendMixin, UpstreamCommandBackend):
+    """The fake backend with the database record a db backend seeds, and upstream's command."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.counts = {}
+        self.db = SimpleNamespace(get_cluster=lambda name: name, update_cluster=self._update)
+
+    def _update(self, record, **kw):
+        self.counts[record] = kw["count"]
+
+
+def test_a_cluster_started_with_workers_holds_them_in_the_users_share():
+    b = SeededBackend(policy_settings=dict(SETTINGS, fleet_cores=24))  # 6 cores for alice
+
+    async def main():
+        first = await b.start_cluster(ALICE, {"workers": 3})  # 1 + 3 cores
+        try:
+            await b.start_cluster(ALICE, {"workers": 2})  # 1 + 2 more: 7 > 6
+        except PublicException as exc:
+            return first, exc
+        raise AssertionError("the second cluster was not refused")
+
+    first, exc = asyncio.run(main())
+    assert b.counts == {first: 3}  # the record's target: workers created as the scheduler runs
+    assert b._targets[first] == 3
+    assert str(exc).startswith("workers=2: ") and "quota is 6 cores per user" in str(exc)
+    assert "at most 1 workers" in str(exc)
+    assert len(b.clusters) == 1  # refused before anything was created
+
+
+def test_more_workers_than_one_cluster_may_have_are_refused_with_its_limit():
+    b = SeededBackend(policy_settings=dict(SETTINGS, fleet_cores=400, fleet_memory_gb=400))
+    # data_engineers: 4 cores / 8 GB per cluster; a 1-core scheduler leaves 3 one-core workers.
+    with pytest.raises(PublicException, match=r"workers=4 exceeds the 3 workers one cluster may have \(4 cores / 8 GB"):
+        asyncio.run(b.start_cluster(ALICE, {"workers": 4}))
+    with pytest.raises(PublicException, match="workers"):
+        asyncio.run(b.start_cluster(ALICE, {"workers": -1}))
+    assert not b.clusters and not b.counts
+    assert asyncio.run(b.start_cluster(ALICE, {})) and not b.counts  # no workers asked: no seed
+
+
+def test_the_scheduler_starts_with_its_first_target_right_after_upstreams_preload():
+    b = SeededBackend(policy_settings=SETTINGS)
+    cmd = b.get_scheduler_command(SimpleNamespace(count=2))
+    at = cmd.index(backend_mod.UPSTREAM_PRELOAD)
+    assert cmd[at + 1 : at + 3] == ["--preload", backend_mod.count_preload(2)]
+    assert cmd[at + 3 :] == ["--dg-idle-timeout", "7200"]
+    assert "--preload" not in b.get_scheduler_command(SimpleNamespace(count=0))[at + 1 :]
+
+
+def test_distributed_runs_the_count_preload_as_a_script_after_upstreams():
+    from distributed.preloading import process_preloads
+
+    service = SimpleNamespace(count=0)
+    scheduler = SimpleNamespace(services={"gateway": service})
+    asyncio.run(process_preloads(scheduler, [backend_mod.count_preload(3)], ["--dg-idle-timeout", "7200"]).start())
+    assert service.count == 3
+    service.count = 5  # a later target is never lowered
+    asyncio.run(process_preloads(scheduler, [backend_mod.count_preload(3)], []).start())
+    assert service.count == 5

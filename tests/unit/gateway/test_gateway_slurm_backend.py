@@ -4,9 +4,13 @@ pending reason and queue position a waiting user is shown (against a fake squeue
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pwd
+import shlex
+import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +20,7 @@ from dataplatform_gateway.slurm_backend import (
     PlatformSlurmClusterConfig,
     describe_pending,
     queue_positions,
+    wait_for_scheduler_file,
 )
 
 ME = pwd.getpwuid(os.getuid()).pw_name
@@ -185,3 +190,84 @@ def test_the_cluster_report_carries_the_reason_a_cluster_waits(tmp_path):
     assert options == {"worker_cores": 1}
     assert PENDING_KEY not in b.with_pending(model("runs")).options
     assert b.with_pending(None) is None
+
+
+# -- clusters that start with workers: submitted with their scheduler ---------------------------
+
+
+def real_cluster(count, scheduler_address=""):
+    return SimpleNamespace(
+        name="c1",
+        username=ME,
+        count=count,
+        scheduler_address=scheduler_address,
+        token="tok",
+        config=PlatformSlurmClusterConfig(),
+        state={},
+        workers={},
+    )
+
+
+def test_a_cluster_with_workers_writes_a_scheduler_file_its_early_workers_read():
+    from dataplatform_gateway.slurm_backend import FleetBackend
+
+    b = FleetBackend(api_url="https://gw/api")
+    c = real_cluster(2)
+    path = os.path.join(b.get_staging_directory(c), "scheduler.json")
+    sched = b.get_scheduler_command(c)
+    assert sched[-2:] == ["--scheduler-file", path]
+    assert "dask_gateway.scheduler_preload" in sched and sched.count("--preload") == 2
+    worker = b.get_worker_command(c, "w1")
+    assert worker[2:4] == ["--scheduler-file", path] and "--name" in worker
+    # Once the scheduler runs, later workers get its address; a cluster without workers, no file.
+    assert b.get_worker_command(real_cluster(2, "tls://10.0.0.5:8786"), "w2")[2] == "tls://10.0.0.5:8786"
+    assert "--scheduler-file" not in b.get_scheduler_command(real_cluster(0))
+    _cmd, _env, script = b.get_submit_cmd_env_stdin(c)
+    # The preload is Python text: quoted in the batch script, it reaches dask as one argument.
+    last = script.splitlines()[-1]
+    assert shlex.split(last) == sched
+
+
+def test_an_early_worker_waits_for_the_scheduler_file_then_starts(tmp_path):
+    path = tmp_path / "staging dir" / "scheduler.json"
+    path.parent.mkdir()
+    script = wait_for_scheduler_file(str(path)) + f"\ncat {shlex.quote(str(path))}\n"
+    proc = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    assert proc.poll() is None  # no file yet: still waiting
+    path.write_text('{"address": "tls://10.0.0.5:8786"}')
+    out, _err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and json.loads(out)["address"] == "tls://10.0.0.5:8786"
+
+
+def test_workers_of_a_cluster_that_starts_with_them_are_submitted_after_its_scheduler():
+    from dask_gateway_server.backends.db_base import DataManager, JobStatus
+    from dask_gateway_server.workqueue import WorkQueue
+
+    b = PlatformSlurmBackend()
+    b.db = DataManager()
+    submitted = []
+
+    async def start(cluster):
+        submitted.append(("scheduler", cluster.count))
+        yield {"job_id": "10", "staging_dir": "/x"}
+
+    b.do_start_cluster = start
+
+    async def main(count):
+        b.queue = WorkQueue()
+        c = b.db.create_cluster(ME, {}, PlatformSlurmClusterConfig().to_dict())
+        if count:
+            b.db.update_cluster(c, count=count)
+        await b._cluster_to_submitted(c)
+        queued = []
+        while b.queue._queue:
+            queued.append(await b.queue.get())
+        return c, queued
+
+    c, queued = asyncio.run(main(2))
+    assert submitted == [("scheduler", 2)] and c.status == JobStatus.SUBMITTED
+    assert sorted(w.name for w in queued) == sorted(c.workers) and len(c.workers) == 2
+    assert all(w.status == JobStatus.CREATED and w.target == JobStatus.RUNNING for w in queued)
+    c, queued = asyncio.run(main(0))
+    assert not c.workers and not queued

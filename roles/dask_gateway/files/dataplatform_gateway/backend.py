@@ -26,6 +26,22 @@ from traitlets import Integer as IntegerTrait
 from .policy import CURRENT_USER, Policy, Refused, Usage, cluster_usage, scheduler_usage, worker_usage
 
 ACTIVE = [ClusterStatus.PENDING, ClusterStatus.RUNNING]
+# The cluster option that starts a cluster with workers (no scale() round trip after it runs).
+WORKERS_OPTION = "workers"
+UPSTREAM_PRELOAD = "dask_gateway.scheduler_preload"
+
+
+def count_preload(count: int) -> str:
+    """A scheduler preload (Python text: distributed runs a ``--preload`` value with a space in it
+    as a script) giving the gateway's scheduler service its first target, ``count`` workers.
+
+    Upstream's service starts at 0 and retires any worker beyond its target, and it heartbeats
+    that target to the gateway, which stops workers past it: workers started with the scheduler
+    need the target set before the scheduler accepts its first connection. Preloads run in order,
+    right after upstream's has registered the service and before the event loop runs again.
+    """
+    n = int(count)
+    return f"def dask_setup(scheduler): g = scheduler.services['gateway']; g.count = max(g.count, {n})"
 
 
 class PolicyBackendMixin(Backend):
@@ -69,6 +85,7 @@ class PolicyBackendMixin(Backend):
         return Options(
             Integer("worker_cores", default=p.worker_cores, min=1, label="Cores per worker"),
             Float("worker_memory", default=p.worker_memory_gb, min=0.25, label="Memory per worker (GiB)"),
+            Integer(WORKERS_OPTION, default=0, min=0, label="Workers to start with"),
             handler=self._cluster_config_for,
         )
 
@@ -102,9 +119,49 @@ class PolicyBackendMixin(Backend):
                 )
             except Refused as exc:
                 raise PublicException(str(exc)) from None
+            workers = await self._initial_workers(user, cluster_options, in_use)
             name = await super().start_cluster(user, cluster_options)
-            self._targets[name] = 0
+            self._targets[name] = workers
+            if workers:
+                self._seed_count(name, workers)
             return name
+
+    async def _initial_workers(self, user, cluster_options, in_use) -> int:
+        """The ``workers`` a new cluster asks to start with, checked like a scale request (the
+        cluster's own limit and the user's share), or a PublicException naming the limit."""
+        if not (cluster_options or {}).get(WORKERS_OPTION):
+            return 0
+        options, config = await self.process_cluster_options(user, cluster_options)
+        count = int(options.get(WORKERS_OPTION) or 0)
+        c = config.to_dict()
+        most = c.get("cluster_max_workers")
+        if most is not None and count > most:
+            raise PublicException(
+                f"{WORKERS_OPTION}={count} exceeds the {most} workers one cluster may have "
+                f"({float(c['cluster_max_cores']):g} cores / {c['cluster_max_memory'] / 1024**3:g} GB per cluster, "
+                f"its scheduler included)"
+            )
+        try:
+            self.policy.check_scale(user.name, count, scheduler_usage(c), worker_usage(c), in_use)
+        except Refused as exc:
+            raise PublicException(f"{WORKERS_OPTION}={count}: {exc}") from None
+        return count
+
+    def _seed_count(self, name, count) -> None:
+        """A database backend's cluster record starts with ``count`` workers as its target: its
+        workers are created as soon as the scheduler runs (and, on Slurm, submitted with it)."""
+        db = getattr(self, "db", None)
+        record = db.get_cluster(name) if db is not None else None
+        if record is not None:
+            db.update_cluster(record, count=count)
+
+    def get_scheduler_command(self, cluster):
+        cmd = super().get_scheduler_command(cluster)
+        count = int(getattr(cluster, "count", 0) or 0)
+        if count > 0:
+            at = cmd.index(UPSTREAM_PRELOAD) + 1 if UPSTREAM_PRELOAD in cmd else len(cmd)
+            cmd[at:at] = ["--preload", count_preload(count)]
+        return cmd
 
     async def forward_message_to_scheduler(self, cluster, msg):
         op = msg.get("op")

@@ -8,6 +8,10 @@ What upstream's SlurmBackend lacks here:
   from the pinned environment;
 * 60 s start timeouts: a job queued behind others is cancelled and resubmitted every minute,
   losing its place in the queue; here the timeouts are long and the queue decides;
+* workers only after the scheduler runs: a cluster asked to start with workers (the ``workers``
+  option, ``FleetBackend``) submits them right after its scheduler, and they find it through a
+  scheduler file in the staging directory: they wait in the queue, and start, at the same time as
+  their scheduler instead of one submission and one pass of Slurm's scheduler after it;
 * a bare PENDING: while a job waits, Slurm's reason and its position among the partition's
   pending jobs are kept per job (``pending``) and logged whenever they change, for the gateway to
   report to the client.
@@ -25,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
+import shlex
 
 from dask_gateway_server.backends.db_base import JobStatus
 from dask_gateway_server.backends.jobqueue.slurm import SlurmBackend, SlurmClusterConfig
@@ -38,6 +44,28 @@ PENDING_STATE = "PD"
 # The cluster report's options key a waiting cluster's Slurm reason is shown under.
 PENDING_KEY = "slurm_pending"
 ALIVE_STATES = ("R", "CG", "PD", "CF")
+# In the staging directory: the scheduler's address, for workers submitted before it ran.
+SCHEDULER_FILE = "scheduler.json"
+
+
+def wait_for_scheduler_file(path: str) -> str:
+    """Shell lines that wait until the scheduler has written ``path``.
+
+    Each poll re-opens the directory: on NFS (EFS) opening it revalidates the directory, where a
+    bare stat could trust a cached "no such file" for up to a minute (the attribute cache).
+    Every 0.1 s for the first 10 s, then every 2 s (a scheduler still queued).
+    """
+    d, f = shlex.quote(os.path.dirname(path)), shlex.quote(path)
+    return "\n".join(
+        [
+            "# Submitted with its scheduler: wait for the scheduler's address.",
+            "n=0",
+            f"until [ -s {f} ]; do",
+            f"  ls {d} >/dev/null 2>&1",
+            '  if [ "$n" -lt 100 ]; then n=$((n + 1)); sleep 0.1; else sleep 2; fi',
+            "done",
+        ]
+    )
 
 
 class PlatformSlurmClusterConfig(SlurmClusterConfig):
@@ -121,8 +149,35 @@ class PlatformSlurmBackend(SlurmBackend):
 
     # --- submission -------------------------------------------------------------------------
 
+    def scheduler_file(self, cluster) -> str:
+        return os.path.join(self.get_staging_directory(cluster), SCHEDULER_FILE)
+
+    def get_scheduler_command(self, cluster):
+        cmd = super().get_scheduler_command(cluster)
+        if int(getattr(cluster, "count", 0) or 0) > 0:
+            cmd += ["--scheduler-file", self.scheduler_file(cluster)]
+        return cmd
+
+    def get_worker_command(self, cluster, worker_name, scheduler_address=None):
+        cmd = super().get_worker_command(cluster, worker_name, scheduler_address)
+        if scheduler_address is None and not cluster.scheduler_address:
+            # Submitted before its scheduler ran: the address comes from the scheduler file.
+            at = len(cluster.config.worker_cmd)
+            cmd[at : at + 1] = ["--scheduler-file", self.scheduler_file(cluster)]
+        return cmd
+
     def get_submit_cmd_env_stdin(self, cluster, worker=None):
-        cmd, env, script = super().get_submit_cmd_env_stdin(cluster, worker)
+        cmd, env, _script = super().get_submit_cmd_env_stdin(cluster, worker)
+        # The script again, its command quoted (a preload is Python text, a path may have spaces).
+        if worker:
+            command = self.get_worker_command(cluster, worker.name)
+            lines = ["#!/bin/sh", cluster.config.worker_setup]
+            if "--scheduler-file" in command:
+                lines.append(wait_for_scheduler_file(command[command.index("--scheduler-file") + 1]))
+        else:
+            command = self.get_scheduler_command(cluster)
+            lines = ["#!/bin/sh", cluster.config.scheduler_setup]
+        script = "\n".join([*lines, shlex.join(command)])
         partition = cluster.config.worker_partition if worker else cluster.config.scheduler_partition
         cmd = [arg for arg in cmd if not arg.startswith("--partition=")]
         if partition:
@@ -130,6 +185,20 @@ class PlatformSlurmBackend(SlurmBackend):
         kind = "worker" if worker else "scheduler"
         cmd = [("--job-name=dask-" + kind) if arg == "--job-name=dask-gateway" else arg for arg in cmd]
         return cmd, env, script
+
+    async def _cluster_to_submitted(self, cluster):
+        await super()._cluster_to_submitted(cluster)
+        # A cluster that starts with workers: submit them now, behind their scheduler in the queue.
+        if (
+            cluster.status == JobStatus.SUBMITTED
+            and cluster.target == JobStatus.RUNNING
+            and cluster.count > 0
+            and not cluster.workers
+        ):
+            for _n in range(cluster.count):
+                worker = self.db.create_worker(cluster)
+                self.log.info("Created worker %s for cluster %s, with its scheduler", worker.name, cluster.name)
+                self.queue.put(worker)
 
     # --- status -----------------------------------------------------------------------------
 
