@@ -16,7 +16,7 @@ export DP_WHEELHOUSE ?= $(CACHE)/wheelhouse
 SCENARIOS ?= $(shell scripts/list-scenarios.sh)
 
 .PHONY: help demo demo-down test lint sanity unit integration molecule bench bench-gateway \
-        venv host images wheelhouse collection build clean
+        venv host images wheel wheelhouse collection build clean
 
 help:
 	@echo "make demo       bring up the whole platform locally and run a real Dask job through it"
@@ -30,7 +30,11 @@ venv:
 host:
 	@scripts/bootstrap-host.sh
 
-collection:
+# The platform package's wheel, shipped to the hosts by _dask_env (the Dask lock pins it).
+wheel: venv
+	@scripts/build-wheel.sh
+
+collection: wheel
 	@mkdir -p $(dir $(COLL_LINK))
 	@[ -L $(COLL_LINK) ] || ln -sfn $(ROOT) $(COLL_LINK)
 
@@ -59,7 +63,7 @@ molecule: venv collection host wheelhouse
 test: venv collection host wheelhouse
 	@scripts/with-docker.sh scripts/test.sh
 
-build: venv
+build: venv wheel
 	@rm -f dataplatform-dask-*.tar.gz
 	@$(BIN)/ansible-galaxy collection build --force --output-path $(ROOT) $(ROOT)
 

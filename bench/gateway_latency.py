@@ -54,7 +54,6 @@ import yaml
 from dask_gateway import BasicAuth, Gateway
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ROOT / "roles" / "dask_gateway" / "files"
 VENV_BIN = Path(sys.executable).parent
 STEPS = ["new_cluster", "scale", "submit_result", "first_result", "shutdown"]
 
@@ -87,8 +86,8 @@ PLATFORM_CONFIG = """
 import os
 import sys
 from dask_gateway_server.backends.local import UnsafeLocalBackend
-from dataplatform_gateway.backend import LauncherMixin, PolicyBackendMixin
-from dataplatform_gateway.tls import use_ec_cluster_keys
+from dataplatform_dask.gateway.backend import LauncherMixin, PolicyBackendMixin
+from dataplatform_dask.gateway.tls import use_ec_cluster_keys
 use_ec_cluster_keys()
 class BenchBackend(PolicyBackendMixin, LauncherMixin, UnsafeLocalBackend):
     def launch_identity(self, cluster):
@@ -99,7 +98,7 @@ c.DaskGateway.address = "127.0.0.1:{api}"
 c.Proxy.address = "127.0.0.1:{port}"
 c.Proxy.tcp_address = "127.0.0.1:{tcp}"
 c.DaskGateway.backend_class = BenchBackend
-c.DaskGateway.authenticator_class = "dataplatform_gateway.auth.FreeIPAAuthenticator"
+c.DaskGateway.authenticator_class = "dataplatform_dask.gateway.auth.FreeIPAAuthenticator"
 c.FreeIPAAuthenticator.auth_settings = {auth!r}
 c.FreeIPAAuthenticator.policy_settings = {policy!r}
 c.BenchBackend.policy_settings = {policy!r}
@@ -152,7 +151,7 @@ def start_gateway(
         text = PLATFORM_CONFIG.format(auth=auth, policy=policy, environment=environment, **fmt)
     cfg = tmp / f"{kind}_config.py"
     cfg.write_text(text)
-    env = dict(os.environ, PYTHONPATH=str(FILES))
+    env = dict(os.environ)  # the platform package is installed in the venv (make venv)
     log = (tmp / f"{kind}.log").open("w")
     proc = subprocess.Popen(
         [str(VENV_BIN / "dask-gateway-server"), "--config", str(cfg)], env=env, stdout=log, stderr=log
@@ -273,7 +272,8 @@ g.update(backend="local", api_url="", address="0.0.0.0:{0}", tcp_address="0.0.0.
 s["auth"]["methods"] = ["ldap"]
 json.dump(s, open("/var/lib/dask-gateway-bench/settings.json", "w"))
 open("/var/lib/dask-gateway-bench/config.py", "w").write(
-    "from dataplatform_gateway.config import configure\nconfigure(c, '/var/lib/dask-gateway-bench/settings.json')\n")
+    "from dataplatform_dask.gateway.config import configure\n"
+    "configure(c, '/var/lib/dask-gateway-bench/settings.json')\n")
 """
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv with Python >= 3.12 and install requirements/dev.txt into it.
+# Create .venv with Python >= 3.12 and install requirements/dev.txt and the platform package
+# (src/dataplatform_dask, editable) into it.
 # Skips everything when the venv already matches the requirements file.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +24,7 @@ find_python() {
   return 1
 }
 
-want=$(sha256sum "$req" | cut -d' ' -f1)
+want=$(cat "$req" "$here/pyproject.toml" | sha256sum | cut -d' ' -f1)
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -32,5 +33,8 @@ echo "==> creating $venv with $py"
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet -r "$req"
+# The platform's own package, editable: tests and bench import it like any installed package.
+"$venv/bin/python" -m pip install --quiet --no-deps -e "$here"
+rm -rf "$here"/src/*.egg-info "$here/build"
 echo "$want" >"$stamp"
 echo "==> $venv ready"

@@ -17,12 +17,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 from tests.peers.moto_process import MotoServer
 
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 REGION = "eu-west-1"
 GROUP = "dask-workers"

@@ -18,13 +18,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 from tests.peers.moto_process import MotoServer
 
-SCRIPT = ROOT / "roles" / "slurm_munge" / "files" / "munge_key_fetch.py"
+# As munge-key-fetch.service runs it: the environment's python -m the package's module.
+FETCH = [sys.executable, "-m", "dataplatform_dask.node.munge_key_fetch"]
 REGION = "eu-west-1"
 KEY = "k" * 40 + "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -90,7 +87,7 @@ def fetch(moto: MotoServer, key_file: Path, *args: str, region: bool = True, imd
         env.pop("AWS_REGION")
         env.pop("AWS_DEFAULT_REGION")
     return subprocess.run(
-        [sys.executable, str(SCRIPT), "--key-file", str(key_file), "--wait", "3", "--owner", getpass.getuser(), *args],
+        [*FETCH, "--key-file", str(key_file), "--wait", "3", "--owner", getpass.getuser(), *args],
         capture_output=True,
         text=True,
         env=env,

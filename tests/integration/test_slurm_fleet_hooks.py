@@ -1,12 +1,12 @@
-"""The Slurm fleet hooks as slurmctld runs them: the installed layout (slurm_fleet.py beside
-asg.py), a separate process, settings from the environment, against the extended moto server.
-scontrol and squeue are small fakes on PATH that record what the hooks asked of Slurm."""
+"""The Slurm fleet hooks as slurmctld runs them: the platform package's dataplatform-slurm-fleet
+console script (what the role's wrapper execs from the Dask environment), a separate process,
+settings from the environment, against the extended moto server. scontrol and squeue are small
+fakes on PATH that record what the hooks asked of Slurm."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,12 +15,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 from tests.peers.moto_process import MotoServer
 
+# The environment's console script, as slurm-fleet.sh execs <env>/bin/dataplatform-slurm-fleet.
+FLEET = Path(sys.executable).parent / "dataplatform-slurm-fleet"
 REGION = "eu-west-1"
 GROUP = "slurm-fleet"
 HOOK = "slurm-drain"
@@ -51,12 +49,8 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
 
 @pytest.fixture
 def installed(tmp_path: Path) -> Path:
-    """The hooks' directory as slurm_controller installs it (with asg.py and slurm.py), plus fake scontrol/squeue."""
-    libexec = tmp_path / "libexec"
-    libexec.mkdir()
-    shutil.copy(ROOT / "roles" / "slurm_controller" / "files" / "slurm_fleet.py", libexec)
-    shutil.copy(ROOT / "plugins" / "module_utils" / "asg.py", libexec)
-    shutil.copy(ROOT / "plugins" / "module_utils" / "slurm.py", libexec)  # TRES helpers of the caps
+    """Fake scontrol/squeue for the hooks (the package itself is installed in this environment)."""
+    assert FLEET.is_file(), f"{FLEET}: the platform package is not installed in this environment"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "fake_slurm.py").write_text(FAKE_SLURM)
@@ -117,7 +111,7 @@ def hook(moto: MotoServer, installed: Path, jobs: dict, *args: str) -> tuple[sub
     # Outside Ansible: no ansible_collections on the path, as on the controller node.
     env.pop("PYTHONPATH", None)
     done = subprocess.run(
-        [sys.executable, "-I", str(installed / "libexec" / "slurm_fleet.py"), *args],
+        [str(FLEET), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -185,12 +179,12 @@ def test_a_missing_group_fails_with_its_name(moto, installed, fleet):
     assert f"ASG {GROUP} not found" in done.stderr
 
 
-def test_asg_helpers_import_without_ansible(installed):
-    """The controller node's Dask environment has boto3 but no Ansible: asg.py must still import."""
+def test_asg_helpers_import_without_ansible():
+    """The controller node's Dask environment has boto3 but no Ansible: the package's asg must still import."""
     code = (
         "import sys; sys.modules['ansible_collections'] = None; "
-        f"sys.path.insert(0, {str(installed / 'libexec')!r}); "
-        "import asg, slurm_fleet; print(asg.check_bounds(1, 20, 25))"
+        "from dataplatform_dask.module_utils import asg; from dataplatform_dask.fleet import slurm_fleet; "
+        "print(asg.check_bounds(1, 20, 25))"
     )
     done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == "desired_capacity=25 is above max_size=20: lower desired_capacity or raise max_size"

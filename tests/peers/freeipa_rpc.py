@@ -42,8 +42,7 @@ from urllib.parse import parse_qs
 
 from ldap3 import BASE, LEVEL, MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE, Connection, Server
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import identity
+import identity  # beside this file: identity.py runs this one as a script, its folder is sys.path[0]
 
 API_VERSION = "2.254"
 SERVER_VERSION = "4.12.2"

@@ -6,13 +6,29 @@ import os
 import subprocess
 import sys
 import tarfile
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-DEV_ONLY = ("tests/", "molecule/", "bench/", "scripts/", ".ci/", ".config/", "requirements/", "Makefile", ".venv/")
+DEV_ONLY = (
+    "tests/",
+    "molecule/",
+    "bench/",
+    "scripts/",
+    ".ci/",
+    ".config/",
+    "requirements/",
+    "Makefile",
+    ".venv/",
+    "src/",  # the platform package ships as its wheel, not as source
+    "build/",
+    "pyproject.toml",
+)
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+WHEEL = f"roles/_dask_env/files/dataplatform_dask-{VERSION}-py3-none-any.whl"
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +51,7 @@ def test_tarball_has_no_dev_tooling(tarball: Path) -> None:
     assert leaked == []
     for wanted in ("roles/dask_scheduler/tasks/main.yml", "roles/_dask_env/files/dask-env.lock", "meta/runtime.yml"):
         assert wanted in names
+    assert [n for n in names if n.endswith(".whl")] == [WHEEL], "the package's wheel: `make wheel` builds it"
 
 
 def test_tarball_installs_offline_and_its_roles_resolve(tarball: Path, tmp_path: Path) -> None:

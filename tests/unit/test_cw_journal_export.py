@@ -1,8 +1,7 @@
-"""roles/cw_agent/files/journal_export.py with a stand-in journalctl on PATH."""
+"""dataplatform-journal-export (dataplatform_dask.node.journal_export) with a stand-in journalctl on PATH."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -12,11 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from dataplatform_dask.node import journal_export
 
-SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "cw_agent" / "files" / "journal_export.py"
-spec = importlib.util.spec_from_file_location("journal_export", SCRIPT)
-journal_export = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(journal_export)
+# As journal-export@.service runs it (the dataplatform-journal-export console script: cli()).
+CLI = [sys.executable, "-m", "dataplatform_dask.node.journal_export"]
 
 
 def entry(n: int, message: object = None) -> dict:
@@ -66,7 +64,7 @@ def test_sigterm_keeps_the_cursor_of_the_last_line_written(tmp_path: Path) -> No
     _fake_journalctl(tmp_path / "bin", [entry(1), entry(2), entry(3)], linger=30)
     out, cursor = tmp_path / "unit.log", tmp_path / "unit.cursor"
     env = os.environ | {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), "dask-scheduler.service", str(out), str(cursor)], env=env)
+    proc = subprocess.Popen([*CLI, "dask-scheduler.service", str(out), str(cursor)], env=env)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not (out.exists() and out.read_text().count("\n") == 3):
         time.sleep(0.1)

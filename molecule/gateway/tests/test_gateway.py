@@ -254,7 +254,9 @@ def test_a_baked_gateway_is_installed_and_waits_for_its_settings() -> None:
         return sh(cmd, check=check, host=BAKE).stdout.strip()
 
     # Installed: the gateway, its package and the Dask environment import.
-    assert bake(f"{PY} -c 'import dask_gateway_server, distributed, dataplatform_gateway.backend; print(1)'") == "1"
+    assert (
+        bake(f"{PY} -c 'import dask_gateway_server, distributed, dataplatform_dask.gateway.backend; print(1)'") == "1"
+    )
     # Enabled, not started, and no secret baked into the image.
     assert bake("systemctl is-enabled dask-gateway") == "enabled"
     assert bake("systemctl is-active dask-gateway", check=False) == "inactive"

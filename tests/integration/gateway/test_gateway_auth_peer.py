@@ -16,11 +16,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-FILES = ROOT / "roles" / "dask_gateway" / "files"
-sys.path.insert(0, str(FILES))
+from dataplatform_dask.gateway.auth import AuthError, Credentials, Directory
 
-from dataplatform_gateway.auth import AuthError, Credentials, Directory
+ROOT = Path(__file__).resolve().parents[3]
 
 SUFFIX = "dc=dataplatform,dc=test"
 BIND_DN = f"uid=dask-service,cn=sysaccounts,cn=etc,{SUFFIX}"
@@ -81,12 +79,11 @@ def test_credentials_end_to_end_over_basic(directory):
 
 
 SPNEGO_ROUND = """
-import json, sys
-sys.path.insert(0, {files!r})
-from dataplatform_gateway import spnego
+import json
+from dataplatform_dask.gateway import spnego
 token = spnego.initiate("localhost")
 principal, out = spnego.accept(token)
-print(json.dumps({{"principal": principal, "token_len": len(token)}}))
+print(json.dumps({"principal": principal, "token_len": len(token)}))
 """
 
 
@@ -121,7 +118,7 @@ def test_spnego_round_with_a_real_ticket_and_keytab(peer, tmp_path):
         capture_output=True,
     )
     out = subprocess.run(
-        [sys.executable, "-c", SPNEGO_ROUND.format(files=str(FILES))],
+        [sys.executable, "-c", SPNEGO_ROUND],
         env=dict(env, KRB5CCNAME=f"FILE:{cache}", KRB5_KTNAME=f"FILE:{keytab}"),
         capture_output=True,
         text=True,
@@ -131,7 +128,7 @@ def test_spnego_round_with_a_real_ticket_and_keytab(peer, tmp_path):
     assert json.loads(out.stdout)["principal"] == "alice@DATAPLATFORM.TEST"
     # Without a ticket there is nothing to send.
     out = subprocess.run(
-        [sys.executable, "-c", SPNEGO_ROUND.format(files=str(FILES))],
+        [sys.executable, "-c", SPNEGO_ROUND],
         env=dict(env, KRB5CCNAME=f"FILE:{tmp_path}/none", KRB5_KTNAME=f"FILE:{keytab}"),
         capture_output=True,
         text=True,

@@ -7,8 +7,8 @@ import base64
 
 import pytest
 from aiohttp import web
-from dataplatform_gateway import auth
-from dataplatform_gateway.auth import (
+from dataplatform_dask.gateway import auth
+from dataplatform_dask.gateway.auth import (
     AuthError,
     Credentials,
     Directory,
@@ -18,7 +18,7 @@ from dataplatform_gateway.auth import (
     check_username,
     group_names,
 )
-from dataplatform_gateway.policy import CURRENT_USER
+from dataplatform_dask.gateway.policy import CURRENT_USER
 from ldap3 import MOCK_SYNC, Connection, Server
 
 SUFFIX = "dc=dataplatform,dc=test"
@@ -204,7 +204,7 @@ def test_a_refused_kerberos_token_is_an_auth_error():
 
 def test_the_real_acceptor_refuses_junk():
     pytest.importorskip("ctypes")
-    from dataplatform_gateway import spnego
+    from dataplatform_dask.gateway import spnego
 
     try:
         spnego._gss()

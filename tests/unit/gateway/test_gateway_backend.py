@@ -12,10 +12,10 @@ import pytest
 from dask_gateway_server.backends.base import Backend, PublicException
 from dask_gateway_server.backends.local import LocalBackend
 from dask_gateway_server.models import ClusterStatus
-from dataplatform_gateway import backend as backend_mod
-from dataplatform_gateway.auth import PlatformUser
-from dataplatform_gateway.backend import PlatformLocalBackend, PolicyBackendMixin, user_identity
-from dataplatform_gateway.policy import CURRENT_USER
+from dataplatform_dask.gateway import backend as backend_mod
+from dataplatform_dask.gateway.auth import PlatformUser
+from dataplatform_dask.gateway.backend import PlatformLocalBackend, PolicyBackendMixin, user_identity
+from dataplatform_dask.gateway.policy import CURRENT_USER
 
 ME = pwd.getpwuid(os.getuid())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from dataplatform_gateway.config import configure
+from dataplatform_dask.gateway.config import configure
 from traitlets.config import Config
 
 
@@ -46,7 +46,7 @@ def test_configure_pins_commands_state_and_tls(tmp_path):
     assert c.ClusterConfig.idle_timeout == 7200
     assert c.ClusterConfig.environment == {"DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "500ms"}
     assert c.DaskGateway.address == "127.0.0.1:8001"  # fixed: clusters find the gateway again after a restart
-    assert c.DaskGateway.authenticator_class == "dataplatform_gateway.auth.FreeIPAAuthenticator"
+    assert c.DaskGateway.authenticator_class == "dataplatform_dask.gateway.auth.FreeIPAAuthenticator"
     assert c.Proxy.tls_cert == "/etc/dask/tls/node.crt"
     b = c.PlatformLocalBackend
     assert b.stop_clusters_on_shutdown is False
@@ -59,7 +59,7 @@ def test_configure_pins_commands_state_and_tls(tmp_path):
 
 
 def test_the_backend_accepts_the_configuration(tmp_path):
-    from dataplatform_gateway.backend import PlatformLocalBackend
+    from dataplatform_dask.gateway.backend import PlatformLocalBackend
 
     c = Config()
     configure(c, settings(tmp_path))
@@ -71,7 +71,7 @@ def test_the_backend_accepts_the_configuration(tmp_path):
 
 
 def test_the_stock_launch_is_one_setting_away(tmp_path):
-    from dataplatform_gateway.backend import PlatformLocalBackend
+    from dataplatform_dask.gateway.backend import PlatformLocalBackend
 
     path = settings(tmp_path)
     s = json.loads(open(path).read())
@@ -100,12 +100,12 @@ def slurm_settings(tmp_path, job_start="/usr/local/bin/dask-job-start"):
 
 
 def test_backend_slurm_combines_the_quotas_with_the_slurm_backend(tmp_path):
-    from dataplatform_gateway.backend import PolicyBackendMixin
-    from dataplatform_gateway.slurm_backend import FleetBackend, PlatformSlurmBackend
+    from dataplatform_dask.gateway.backend import PolicyBackendMixin
+    from dataplatform_dask.gateway.slurm_backend import FleetBackend, PlatformSlurmBackend
 
     c = Config()
     configure(c, slurm_settings(tmp_path))
-    assert c.DaskGateway.backend_class == "dataplatform_gateway.slurm_backend.FleetBackend"
+    assert c.DaskGateway.backend_class == "dataplatform_dask.gateway.slurm_backend.FleetBackend"
     b = FleetBackend(config=c)
     assert isinstance(b, PolicyBackendMixin) and isinstance(b, PlatformSlurmBackend)
     assert b.policy.user_max_cores == 4  # the same quotas as the local backend
@@ -132,7 +132,7 @@ def test_backend_slurm_combines_the_quotas_with_the_slurm_backend(tmp_path):
 
 
 def test_backend_slurm_without_the_job_launcher_runs_dask_itself(tmp_path):
-    from dataplatform_gateway.slurm_backend import FleetBackend
+    from dataplatform_dask.gateway.slurm_backend import FleetBackend
 
     c = Config()
     configure(c, slurm_settings(tmp_path, job_start=""))

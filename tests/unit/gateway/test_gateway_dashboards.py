@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
-from dataplatform_gateway import dashboards
-from dataplatform_gateway.auth import PlatformUser
+from dataplatform_dask.gateway import dashboards
+from dataplatform_dask.gateway.auth import PlatformUser
 
 USERS = {
     "alice": PlatformUser("alice", ["data_engineers"]),

@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
-from dataplatform_gateway import job_launcher, launcher
+from dataplatform_dask.forkserver import job_start as job_start_mod
+from dataplatform_dask.forkserver import slurm_node
 
 DASK = str(Path(sys.executable).parent / "dask")
-FILES = Path(launcher.__file__).resolve().parents[1]
-CLIENT = Path(__file__).resolve().parents[3] / "roles" / "slurm_node" / "files" / "dask_job_start.py"
+# The roles' wrapper runs the installed file as a script with -I -S (standard library only).
+CLIENT = Path(job_start_mod.__file__)
 CGROUP = "/system.slice/slurmstepd.scope/job_7/step_batch/user/task_0"
 V2 = {"": ("/sys/fs/cgroup", "/")}
 # A hybrid host (as Docker's here): cgroup v1 controllers, the unified hierarchy beside them.
@@ -62,7 +63,7 @@ def message(**kw):
 
 def test_a_jobs_request_takes_the_identity_and_cgroup_the_kernel_reports(tmp_path):
     proc = fake_proc(tmp_path, ["0::" + CGROUP])
-    req = job_launcher.make_request(
+    req = slurm_node.make_request(
         message(), (4242, 1500, 1500), [5, 6, 7], dask_command=DASK, min_uid=1000, proc=proc, mounts=V2
     )
     assert (req["uid"], req["gid"], req["groups"]) == (1500, 1500, [1500, 70001])
@@ -84,7 +85,7 @@ def test_the_same_environment_by_another_path_is_accepted(tmp_path):
 
     def request(dask):
         argv = [str(dask), "scheduler"]
-        return job_launcher.make_request(
+        return slurm_node.make_request(
             message(argv=argv), (4242, 1500, 1500), [5, 6, 7], dask_command=current, min_uid=1000, proc=proc, mounts=V2
         )
 
@@ -92,13 +93,13 @@ def test_the_same_environment_by_another_path_is_accepted(tmp_path):
     other = tmp_path / "venv-2" / "bin"
     other.mkdir(parents=True)
     (other / "dask").write_text("")
-    with pytest.raises(job_launcher.RequestError, match="refusing to run"):
+    with pytest.raises(slurm_node.RequestError, match="refusing to run"):
         request(other / "dask")
 
 
 def test_on_a_hybrid_host_the_child_joins_every_hierarchys_cgroup(tmp_path):
     (tmp_path / "mountinfo").write_text(MOUNTINFO)
-    assert job_launcher.cgroup_mounts(str(tmp_path / "mountinfo")) == HYBRID
+    assert slurm_node.cgroup_mounts(str(tmp_path / "mountinfo")) == HYBRID
     proc = fake_proc(
         tmp_path,
         [
@@ -110,7 +111,7 @@ def test_on_a_hybrid_host_the_child_joins_every_hierarchys_cgroup(tmp_path):
             "0::/docker/abc",
         ],
     )
-    dirs, job = job_launcher.job_cgroup(4242, proc, HYBRID)
+    dirs, job = slurm_node.job_cgroup(4242, proc, HYBRID)
     assert job == "7"
     assert dirs == [
         "/sys/fs/cgroup/freezer" + V1_JOB,
@@ -125,10 +126,10 @@ def test_a_job_cgroup_that_cannot_be_joined_refuses_other_hierarchies_may_fail(t
     job = tmp_path / "freezer" / "job_7"
     job.mkdir(parents=True)
     (job / "cgroup.procs").write_text("")
-    job_launcher.join_cgroups(os.getpid(), [str(job), str(tmp_path / "absent")])
+    slurm_node.join_cgroups(os.getpid(), [str(job), str(tmp_path / "absent")])
     assert (job / "cgroup.procs").read_text() == str(os.getpid())
-    with pytest.raises(job_launcher.RequestError, match="cannot join the job's cgroup"):
-        job_launcher.join_cgroups(os.getpid(), [str(tmp_path / "memory" / "job_7")])
+    with pytest.raises(slurm_node.RequestError, match="cannot join the job's cgroup"):
+        slurm_node.join_cgroups(os.getpid(), [str(tmp_path / "memory" / "job_7")])
 
 
 @pytest.mark.parametrize(
@@ -147,15 +148,15 @@ def test_a_job_cgroup_that_cannot_be_joined_refuses_other_hierarchies_may_fail(t
 )
 def test_anything_else_is_refused_with_the_reason(tmp_path, cgroup, peer, change, fds, reason):
     proc = fake_proc(tmp_path, cgroup)
-    with pytest.raises(job_launcher.RequestError, match=reason):
-        job_launcher.make_request(
+    with pytest.raises(slurm_node.RequestError, match=reason):
+        slurm_node.make_request(
             message(**change), peer, list(range(5, 5 + fds)), dask_command=DASK, min_uid=1000, proc=proc, mounts=V2
         )
 
 
 def test_a_process_that_is_gone_is_refused(tmp_path):
-    with pytest.raises(job_launcher.RequestError, match="cannot read the cgroup of pid 4243"):
-        job_launcher.job_cgroup(4243, fake_proc(tmp_path, ["0::" + CGROUP]), V2)
+    with pytest.raises(slurm_node.RequestError, match="cannot read the cgroup of pid 4243"):
+        slurm_node.job_cgroup(4243, fake_proc(tmp_path, ["0::" + CGROUP]), V2)
 
 
 # --- end to end: the service and the wrapper as processes ------------------------------------------
@@ -163,20 +164,20 @@ def test_a_process_that_is_gone_is_refused(tmp_path):
 SERVER = textwrap.dedent(
     """
     import sys
-    from dataplatform_gateway import job_launcher, launcher
+    from dataplatform_dask.forkserver import core, slurm_node
     sock_path, cgroup_root, mode = sys.argv[1:4]
     # No slurmstepd here: the requester "is" in job 7's cgroup, or (mode refuse) in none.
     if mode == "refuse":
         def job_cgroup(pid, proc="/proc", mounts=None):
-            raise job_launcher.RequestError(f"pid {pid} is not in a Slurm job's cgroup (/user.slice)")
+            raise slurm_node.RequestError(f"pid {pid} is not in a Slurm job's cgroup (/user.slice)")
     else:
         def job_cgroup(pid, proc="/proc", mounts=None):
             return ([cgroup_root + "/job_7/step_batch"], "7")
-    job_launcher.job_cgroup = job_cgroup
-    launcher.preload(["distributed", "distributed.cli.dask_scheduler"])
-    sock = job_launcher.listen(sock_path)
+    slurm_node.job_cgroup = job_cgroup
+    core.preload(["distributed", "distributed.cli.dask_scheduler"])
+    sock = slurm_node.listen(sock_path)
     print("ready", flush=True)
-    job_launcher.Server(sock, sys.argv[4], 1000, allow_self=True, mounts={}).serve()
+    slurm_node.Server(sock, sys.argv[4], 1000, allow_self=True, mounts={}).serve()
     """
 )
 
@@ -189,7 +190,6 @@ class Service:
         (self.cgroup_root / "job_7" / "step_batch" / "cgroup.procs").write_text("")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", SERVER, self.sock, str(self.cgroup_root), mode, DASK],
-            env=dict(os.environ, PYTHONPATH=str(FILES)),
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from dataplatform_gateway import launcher
+from dataplatform_dask.forkserver import core
 
 DASK = str(Path(sys.executable).parent / "dask")
-FILES = Path(launcher.__file__).resolve().parents[1]
 SCHEDULER = [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard"]
 
 
@@ -35,8 +34,8 @@ def request(**kw):
 
 
 def test_a_users_scheduler_or_worker_is_accepted():
-    assert launcher.validate(request(), DASK, 1000)["uid"] == 1500
-    assert launcher.validate(request(argv=[DASK, "worker", "tls://x:1"]), DASK, 1000)["argv"][1] == "worker"
+    assert core.validate(request(), DASK, 1000)["uid"] == 1500
+    assert core.validate(request(argv=[DASK, "worker", "tls://x:1"]), DASK, 1000)["argv"][1] == "worker"
 
 
 @pytest.mark.parametrize(
@@ -54,23 +53,23 @@ def test_a_users_scheduler_or_worker_is_accepted():
     ],
 )
 def test_anything_else_is_refused(change, reason):
-    with pytest.raises(launcher.RequestError, match=reason):
-        launcher.validate(request(**change), DASK, 1000)
+    with pytest.raises(core.RequestError, match=reason):
+        core.validate(request(**change), DASK, 1000)
 
 
 def test_a_missing_field_is_malformed():
     req = request()
     del req["env"]
-    with pytest.raises(launcher.RequestError, match="malformed"):
-        launcher.validate(req, DASK, 1000)
+    with pytest.raises(core.RequestError, match="malformed"):
+        core.validate(req, DASK, 1000)
 
 
 def test_own_identity_only_when_allowed():
     me = request(uid=os.getuid(), gid=os.getgid(), groups=[0])
     if os.getuid() < 1000:
-        with pytest.raises(launcher.RequestError):
-            launcher.validate(me, DASK, 1000)
-    assert launcher.validate(me, DASK, 1000, allow_self=True)["uid"] == os.getuid()
+        with pytest.raises(core.RequestError):
+            core.validate(me, DASK, 1000)
+    assert core.validate(me, DASK, 1000, allow_self=True)["uid"] == os.getuid()
 
 
 class Launcher:
@@ -78,12 +77,11 @@ class Launcher:
 
     def __init__(self, *extra):
         self.sock, child = socket.socketpair()
-        env = dict(os.environ, PYTHONPATH=str(FILES))
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "dataplatform_gateway.launcher",
+                "dataplatform_dask.forkserver.gateway",
                 "--fd",
                 str(child.fileno()),
                 "--dask-command",
@@ -91,7 +89,6 @@ class Launcher:
                 *extra,
             ],
             pass_fds=[child.fileno()],
-            env=env,
         )
         child.close()
         self.file = self.sock.makefile("rwb")
@@ -242,7 +239,7 @@ def test_the_child_takes_the_users_identity(shared_dir):
 
 def self_backend(**kw):
     from dask_gateway_server.backends.local import UnsafeLocalBackend
-    from dataplatform_gateway.backend import LauncherMixin
+    from dataplatform_dask.gateway.backend import LauncherMixin
 
     class SelfBackend(LauncherMixin, UnsafeLocalBackend):
         def launch_identity(self, cluster):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from dataplatform_gateway.policy import GIB, Policy, Refused, Usage, cluster_usage, scheduler_usage, worker_usage
+from dataplatform_dask.gateway.policy import GIB, Policy, Refused, Usage, cluster_usage, scheduler_usage, worker_usage
 
 SETTINGS = {"fleet_cores": 16, "user_max_core_fraction": 0.25, "max_clusters_per_user": 2}
 

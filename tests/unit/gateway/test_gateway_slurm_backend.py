@@ -14,7 +14,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from dataplatform_gateway.slurm_backend import (
+from dataplatform_dask.gateway.slurm_backend import (
     DASK,
     PlatformSlurmBackend,
     PlatformSlurmClusterConfig,
@@ -161,8 +161,8 @@ def test_other_squeue_failures_are_raised_with_the_reason(backend, tmp_path):
 
 def test_the_cluster_report_carries_the_reason_a_cluster_waits(tmp_path):
     from dask_gateway_server.models import Cluster, ClusterStatus
-    from dataplatform_gateway.backend import PolicyBackendMixin
-    from dataplatform_gateway.slurm_backend import PENDING_KEY, FleetBackend
+    from dataplatform_dask.gateway.backend import PolicyBackendMixin
+    from dataplatform_dask.gateway.slurm_backend import PENDING_KEY, FleetBackend
 
     b = FleetBackend()
     assert isinstance(b, PolicyBackendMixin)
@@ -209,7 +209,7 @@ def real_cluster(count, scheduler_address=""):
 
 
 def test_a_cluster_with_workers_writes_a_scheduler_file_its_early_workers_read():
-    from dataplatform_gateway.slurm_backend import FleetBackend
+    from dataplatform_dask.gateway.slurm_backend import FleetBackend
 
     b = FleetBackend(api_url="https://gw/api")
     c = real_cluster(2)

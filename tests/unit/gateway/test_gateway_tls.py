@@ -9,7 +9,7 @@ import threading
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from dataplatform_gateway import tls
+from dataplatform_dask.gateway import tls
 
 
 def contexts(tmp_path, cert, key):

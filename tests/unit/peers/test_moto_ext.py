@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "modules"))
-
-from asg_fixtures import GROUP, HOOK, REGION, group, image_ids, instance_ids, make_fleet, new_version
+from tests.unit.plugins.modules.asg_fixtures import (
+    GROUP,
+    HOOK,
+    REGION,
+    group,
+    image_ids,
+    instance_ids,
+    make_fleet,
+    new_version,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -1,21 +1,19 @@
-"""dask_env_check.py: a client learns exactly which packages differ from the platform lock."""
+"""dask-env-check (dataplatform_dask.node.env_check): a client learns exactly which packages differ
+from the platform lock."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+from dataplatform_dask.node import env_check as check
 
 ROOT = Path(__file__).resolve().parents[3]
-SCRIPT = ROOT / "roles/_dask_env/files/dask_env_check.py"
 LOCK = ROOT / "roles/_dask_env/files/dask-env.lock"
-SPEC = importlib.util.spec_from_file_location("dask_env_check", SCRIPT)
-check = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(check)
+CLI = [sys.executable, "-m", "dataplatform_dask.node.env_check"]
 
 
 def test_the_shipped_lock_is_all_exact_pins():
@@ -57,9 +55,7 @@ def test_cli_names_the_mismatching_package(tmp_path):
     have = metadata.version("distributed")
     lock = tmp_path / "l.lock"
     lock.write_text(f"distributed==0.0.1\npytest=={metadata.version('pytest')}\n")
-    out = subprocess.run(
-        [sys.executable, str(SCRIPT), "--lock", str(lock)], capture_output=True, text=True, check=False
-    )
+    out = subprocess.run([*CLI, "--lock", str(lock)], capture_output=True, text=True, check=False)
     assert out.returncode == 1
     assert f"MISMATCH distributed: lock 0.0.1, installed {have}" in out.stdout
 
@@ -67,11 +63,9 @@ def test_cli_names_the_mismatching_package(tmp_path):
 def test_cli_ok_and_unreadable_lock(tmp_path):
     lock = tmp_path / "l.lock"
     lock.write_text(f"pytest=={metadata.version('pytest')}\n")
-    ok = subprocess.run([sys.executable, str(SCRIPT), "--lock", str(lock)], capture_output=True, text=True, check=False)
+    ok = subprocess.run([*CLI, "--lock", str(lock)], capture_output=True, text=True, check=False)
     assert ok.returncode == 0
     assert "OK: all 1 locked packages match" in ok.stdout
-    missing = subprocess.run(
-        [sys.executable, str(SCRIPT), "--lock", str(tmp_path / "nope")], capture_output=True, text=True, check=False
-    )
+    missing = subprocess.run([*CLI, "--lock", str(tmp_path / "nope")], capture_output=True, text=True, check=False)
     assert missing.returncode == 2
     assert "cannot read the lock" in missing.stderr

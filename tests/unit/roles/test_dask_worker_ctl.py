@@ -1,16 +1,10 @@
-"""dask_worker_ctl.py: where a worker finds its scheduler, and which workers it retires."""
+"""dask-worker-ctl (dataplatform_dask.node.worker_ctl): where a worker finds its scheduler, and which
+workers it retires."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
-SPEC = importlib.util.spec_from_file_location("dask_worker_ctl", ROOT / "roles/dask_worker/files/dask_worker_ctl.py")
-ctl = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(ctl)
+from dataplatform_dask.node import worker_ctl as ctl
 
 
 @pytest.fixture

@@ -4,20 +4,11 @@ exactly the idle node's instance with a decrement, the lifecycle handler drains 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
+from dataplatform_dask.fleet import slurm_fleet
+from fleet_aws import GROUP, HOOK, REGION, fleet_group
 from moto.autoscaling.models import autoscaling_backends
 from moto.core import DEFAULT_ACCOUNT_ID
-
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))  # asg.py sits beside the hooks when installed
-sys.path.insert(0, str(ROOT / "roles" / "slurm_controller" / "files"))
-
-import slurm_fleet
-from fleet_aws import fleet_group, GROUP, HOOK, REGION
 
 from tests.peers import moto_ext
 

@@ -4,17 +4,9 @@ fleet node up, the ASG's desired capacity (moto) times one instance's size stand
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))  # asg.py and slurm.py sit beside the hooks
-sys.path.insert(0, str(ROOT / "roles" / "slurm_controller" / "files"))
-
-import slurm_fleet
-from fleet_aws import fleet_group, GROUP
+from dataplatform_dask.fleet import slurm_fleet
+from fleet_aws import GROUP, fleet_group
 
 
 def node_line(name, state="IDLE+DYNAMIC_NORM", cpus=2, mem=2000, features="fleet"):

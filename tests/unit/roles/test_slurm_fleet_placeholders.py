@@ -5,23 +5,13 @@ and suspend / the lifecycle hook terminating the claiming instance and freeing t
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import boto3
 import pytest
+from dataplatform_dask.fleet import node_claim
+from dataplatform_dask.fleet import slurm_fleet
+from fleet_aws import GROUP, HOOK, REGION, fleet_group
 from moto.autoscaling.models import autoscaling_backends
 from moto.core import DEFAULT_ACCOUNT_ID
-
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
-sys.path.insert(0, str(ROOT / "roles" / "slurm_controller" / "files"))
-sys.path.insert(0, str(ROOT / "roles" / "slurm_node" / "files"))
-
-import slurm_fleet
-from fleet_aws import fleet_group, GROUP, HOOK, REGION
-import slurm_node_claim
 
 from tests.peers import moto_ext
 
@@ -154,23 +144,23 @@ def test_two_instances_booting_together_take_different_placeholders(aws, tmp_pat
     f.resume(["fleet-1", "fleet-2"])
     first, second = new_instances(aws, before)
     # The second instance's claim of fleet-1 finds it taken (Overwrite=False) and takes fleet-2.
-    a = slurm_node_claim.run(CLAIMS, tmp_path / "a.env", first, False, 5, ssm=aws["ssm"])
-    b = slurm_node_claim.run(CLAIMS, tmp_path / "b.env", second, True, 5, ssm=aws["ssm"])
+    a = node_claim.run(CLAIMS, tmp_path / "a.env", first, False, 5, ssm=aws["ssm"])
+    b = node_claim.run(CLAIMS, tmp_path / "b.env", second, True, 5, ssm=aws["ssm"])
     assert (a, b) == ("fleet-1", "fleet-2")
     assert (tmp_path / "a.env").read_text() == 'SLURM_NODE_CLAIM_ARGS="-N fleet-1"\n'
     assert (tmp_path / "b.env").read_text() == 'SLURM_NODE_CLAIM_ARGS="-N fleet-2 -b"\n'
     assert params(aws, "claims") == {"fleet-1": first, "fleet-2": second}
     assert params(aws, "wanted") == {}
     # A reboot keeps the node; a third instance finds nothing wanted and keeps its host name.
-    assert slurm_node_claim.run(CLAIMS, tmp_path / "a.env", first, False, 5, ssm=aws["ssm"]) == "fleet-1"
-    assert slurm_node_claim.run(CLAIMS, tmp_path / "c.env", "i-other", False, 5, ssm=aws["ssm"]) is None
+    assert node_claim.run(CLAIMS, tmp_path / "a.env", first, False, 5, ssm=aws["ssm"]) == "fleet-1"
+    assert node_claim.run(CLAIMS, tmp_path / "c.env", "i-other", False, 5, ssm=aws["ssm"]) is None
     assert (tmp_path / "c.env").read_text() == 'SLURM_NODE_CLAIM_ARGS=""\n'
 
 
 def test_a_lost_race_on_every_wanted_node_falls_back_to_the_host_name(aws, tmp_path, capsys):
     aws["ssm"].put_parameter(Name=f"{CLAIMS}/wanted/fleet-1", Value="t", Type="String")
     aws["ssm"].put_parameter(Name=f"{CLAIMS}/claims/fleet-1", Value="i-winner", Type="String")
-    assert slurm_node_claim.run(CLAIMS, tmp_path / "x.env", "i-loser", False, 5, ssm=aws["ssm"]) is None
+    assert node_claim.run(CLAIMS, tmp_path / "x.env", "i-loser", False, 5, ssm=aws["ssm"]) is None
     assert "fleet-1 was taken by another instance; trying the next" in capsys.readouterr().err
     assert params(aws, "claims") == {"fleet-1": "i-winner"}
 
@@ -183,7 +173,7 @@ def resumed_and_claimed(aws, tmp_path):
     before = [i["InstanceId"] for i in group(aws)["Instances"]]
     f.resume(["fleet-1"])
     (iid,) = new_instances(aws, before)
-    assert slurm_node_claim.run(CLAIMS, tmp_path / "claim.env", iid, False, 5, ssm=aws["ssm"]) == "fleet-1"
+    assert node_claim.run(CLAIMS, tmp_path / "claim.env", iid, False, 5, ssm=aws["ssm"]) == "fleet-1"
     return slurm, f, iid
 
 
@@ -265,7 +255,7 @@ def test_lifecycle_lets_an_idle_claimed_placeholder_go_and_powers_it_down(aws, t
     before = [i["InstanceId"] for i in group(aws)["Instances"]]
     f.resume(["fleet-1"])
     (iid,) = new_instances(aws, before)
-    slurm_node_claim.run(CLAIMS, tmp_path / "claim.env", iid, False, 5, ssm=aws["ssm"])
+    node_claim.run(CLAIMS, tmp_path / "claim.env", iid, False, 5, ssm=aws["ssm"])
     slurm.nodes["fleet-1"]["states"] = "IDLE+CLOUD+DYNAMIC_NORM"
     backend = autoscaling_backends[DEFAULT_ACCOUNT_ID][REGION]
     for state in backend.autoscaling_groups[GROUP].instance_states:
@@ -280,9 +270,9 @@ def test_lifecycle_lets_an_idle_claimed_placeholder_go_and_powers_it_down(aws, t
 
 def test_claim_without_an_instance_id_registers_under_the_host_name(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("SLURM_NODE_INSTANCE_ID", raising=False)
-    monkeypatch.setattr(slurm_node_claim, "IMDS", "http://127.0.0.1:9")
+    monkeypatch.setattr(node_claim, "IMDS", "http://127.0.0.1:9")
     naps = []
-    assert slurm_node_claim.run(CLAIMS, tmp_path / "n.env", "", False, 3, ssm=object(), sleep=naps.append) is None
+    assert node_claim.run(CLAIMS, tmp_path / "n.env", "", False, 3, ssm=object(), sleep=naps.append) is None
     assert naps == [2.0]
     err = capsys.readouterr().err
     assert "no instance id: the instance metadata does not answer" in err

@@ -5,7 +5,7 @@ deployment failure: pickled graphs or serialized results fail in ways that do no
 the cause. Run this in the client's environment with the lock the platform publishes
 (``dask-env-<version>.lock``, handed out by ``playbooks/dask_client.yml``):
 
-    python dask_env_check.py --lock dask-env-2026.8.0.lock
+    dask-env-check --lock dask-env-2026.8.0.lock
 
 Exit 0 when every locked package is installed at the locked version, 1 otherwise (each
 mismatch is printed), 2 when the lock cannot be read.
@@ -58,12 +58,14 @@ def compare(pins: dict[str, str], installed: dict[str, str]) -> list[tuple[str, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    default_lock = os.environ.get("DASK_ENV_LOCK")
+    # The roles install each environment with its own lock beside it (<prefix>/dask-env.lock).
+    own_lock = os.path.join(sys.prefix, "dask-env.lock")
+    default_lock = os.environ.get("DASK_ENV_LOCK") or (own_lock if os.path.exists(own_lock) else None)
     parser.add_argument(
         "--lock",
         required=default_lock is None,
         default=default_lock,
-        help="the platform's dask-env lock file (default: $DASK_ENV_LOCK)",
+        help="the platform's dask-env lock file (default: $DASK_ENV_LOCK, else the environment's own)",
     )
     parser.add_argument("--only-critical", action="store_true", help="ignore differences in non-critical packages")
     args = parser.parse_args(argv)

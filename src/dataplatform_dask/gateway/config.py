@@ -13,8 +13,8 @@ import json
 from .tls import use_ec_cluster_keys
 
 BACKENDS = {
-    "local": "dataplatform_gateway.backend.PlatformLocalBackend",
-    "slurm": "dataplatform_gateway.slurm_backend.FleetBackend",
+    "local": "dataplatform_dask.gateway.backend.PlatformLocalBackend",
+    "slurm": "dataplatform_dask.gateway.slurm_backend.FleetBackend",
 }
 
 
@@ -35,7 +35,7 @@ def configure(c, path: str) -> dict:
     gw = s["gateway"]
     c.DaskGateway.address = gw["api_address"]
     c.DaskGateway.log_level = gw.get("log_level", "INFO")
-    c.DaskGateway.authenticator_class = "dataplatform_gateway.auth.FreeIPAAuthenticator"
+    c.DaskGateway.authenticator_class = "dataplatform_dask.gateway.auth.FreeIPAAuthenticator"
     kind = gw.get("backend", "local")
     if kind not in BACKENDS:
         raise ValueError(f"gateway.backend must be one of {sorted(BACKENDS)} (got {kind!r})")

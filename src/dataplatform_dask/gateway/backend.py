@@ -47,7 +47,7 @@ def count_preload(count: int) -> str:
 class PolicyBackendMixin(Backend):
     """Per-group cluster sizes, per-user cluster count and core and memory share, admin listings."""
 
-    policy_settings = Dict(help="The platform policy (dataplatform_gateway.policy.Policy settings).", config=True)
+    policy_settings = Dict(help="The platform policy (dataplatform_dask.gateway.policy.Policy settings).", config=True)
 
     @property
     def policy(self) -> Policy:
@@ -227,7 +227,7 @@ def user_home(pw, workdir):
 
 
 class LauncherMixin(LocalBackend):
-    """Start schedulers and workers through the pre-imported launcher (``launcher.py``).
+    """Start schedulers and workers through the pre-imported launcher (``dataplatform_dask.forkserver``).
 
     ``launcher = "zygote"`` sends each ``dask scheduler``/``dask worker`` start to the launcher,
     which forks it with distributed already imported; ``"spawn"`` (or any other command) takes
@@ -264,12 +264,10 @@ class LauncherMixin(LocalBackend):
 
     async def _zygote_start(self):
         parent, child = socket.socketpair()
-        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
         argv = [
             sys.executable,
             "-m",
-            "dataplatform_gateway.launcher",
+            "dataplatform_dask.forkserver.gateway",
             "--fd",
             str(child.fileno()),
             "--dask-command",
@@ -280,7 +278,7 @@ class LauncherMixin(LocalBackend):
         if self.launcher_allow_self:
             argv.append("--allow-self")
         try:
-            proc = await asyncio.create_subprocess_exec(*argv, pass_fds=[child.fileno()], env=env)
+            proc = await asyncio.create_subprocess_exec(*argv, pass_fds=[child.fileno()])
         finally:
             child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)

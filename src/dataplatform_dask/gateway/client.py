@@ -1,7 +1,7 @@
 # Copyright: (c) 2026, dataplatform.dask contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Client-side Kerberos for dask-gateway without pykerberos: ``gateway.auth.type`` set to
-``dataplatform_gateway.client.KerberosAuth`` (the role's client tasks write it)."""
+``dataplatform_dask.gateway.client.KerberosAuth`` (the role's client tasks write it)."""
 
 from __future__ import annotations
 

@@ -78,7 +78,12 @@ def main(unit: str, out_path: str, cursor_path: str) -> int:
     return proc.wait()
 
 
-if __name__ == "__main__":
+def cli() -> int:
+    """The console script: ``dataplatform-journal-export UNIT OUT_FILE CURSOR_FILE``."""
     if len(sys.argv) != 4:
         sys.exit(__doc__)
-    sys.exit(main(*sys.argv[1:]))
+    return main(*sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -269,7 +269,7 @@ class FreeIPAAuthenticator(Authenticator):
     auth_settings = Dict(
         help="uri, suffix, bind_dn, bind_password_file, ca_file, start_tls, realm, cache_ttl, methods", config=True
     )
-    policy_settings = Dict(help="The platform policy (dataplatform_gateway.policy.Policy settings).", config=True)
+    policy_settings = Dict(help="The platform policy (dataplatform_dask.gateway.policy.Policy settings).", config=True)
 
     @default("cache_max_age")
     def _default_cache_max_age(self):

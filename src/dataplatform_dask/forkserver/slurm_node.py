@@ -5,8 +5,8 @@
 With backend slurm every scheduler and worker is a Slurm job, and a fresh ``dask scheduler`` or
 ``dask worker`` spends about a second of CPU importing distributed, dask, numpy, bokeh and the
 gateway's preload before it does anything (twice for a worker: the nanny, then its worker
-process). This service, one per Slurm node, imports all of that once (``launcher.preload``); the
-job's batch script runs ``dask-job-start`` (``roles/slurm_node/files/dask_job_start.py``), which
+process). This service, one per Slurm node, imports all of that once (``core.preload``); the
+job's batch script runs ``dask-job-start`` (``forkserver.job_start``), which
 hands this service the job's command line, environment, working directory and stdin/stdout/stderr
 over a UNIX socket. For each request a forked child takes the job's place:
 
@@ -19,7 +19,7 @@ over a UNIX socket. For each request a forked child takes the job's place:
   processes, never anyone else's, and never root's (uids below ``--min-uid`` are refused);
 * it takes the requester's working directory, umask, environment and file descriptors 0-2.
 
-Only ``<dask command> scheduler|worker`` runs (``launcher.validate``). A refused or failed request
+Only ``<dask command> scheduler|worker`` runs (``core.validate``). A refused or failed request
 leaves the job to start the command fresh (``dask-job-start`` falls back): never slower than
 without this service, and never a different result.
 
@@ -41,7 +41,7 @@ import socket
 import struct
 import sys
 
-from . import launcher
+from . import core
 
 SOCKET = "/run/dask-job-launcher/launcher.sock"
 MAX_REQUEST = 1 << 20
@@ -68,7 +68,7 @@ PR_SET_DUMPABLE = 4
 
 
 # A request this service refuses; the message goes back to dask-job-start.
-RequestError = launcher.RequestError
+RequestError = core.RequestError
 
 
 def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
@@ -187,7 +187,7 @@ def make_request(
     if env.get("SLURM_JOB_ID", job_id) != job_id:
         raise RequestError(f"SLURM_JOB_ID {env['SLURM_JOB_ID']} is not the cgroup's job {job_id}")
     groups = peer_groups(pid, proc)
-    req = launcher.validate(
+    req = core.validate(
         {"argv": argv, "env": env, "uid": uid, "gid": gid, "groups": groups, "cwd": cwd, "log": "/dev/null"},
         dask_command,
         min_uid,
@@ -219,7 +219,7 @@ def become_job(req: dict) -> None:
             raise RuntimeError("setuid did not take")
         # The user may inspect their own process (py-spy, /proc/self/io): it holds nothing of
         # root's but imported library code.
-        launcher._prctl(PR_SET_DUMPABLE, 1)
+        core._prctl(PR_SET_DUMPABLE, 1)
     os.umask(req["umask"])
     os.chdir(req["cwd"])
     os.environ.clear()
@@ -227,7 +227,7 @@ def become_job(req: dict) -> None:
     if req["argv"][1] == "worker":
         # The nanny's worker process: forked from the pre-imported nanny, not a fresh interpreter.
         os.environ.setdefault("DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD", "fork")
-    launcher._prctl(launcher.PR_SET_NAME, f"dask-{req['argv'][1]}".encode()[:15])
+    core._prctl(core.PR_SET_NAME, f"dask-{req['argv'][1]}".encode()[:15])
 
 
 def _recv_request(conn: socket.socket) -> tuple[dict, list[int]]:
@@ -309,13 +309,13 @@ class Server:
         def run() -> int:  # pragma: no cover - child
             go = os.read(go_r, 1)  # the parent has joined this process into the job's cgroups
             os.close(go_r)
-            return launcher.run_child(req, become_job) if go == b"g" else 1
+            return core.run_child(req, become_job) if go == b"g" else 1
 
-        launcher.child_main(run, [go_w, *close_fds], "dask-job-launcher")  # pragma: no cover - child
+        core.child_main(run, [go_w, *close_fds], "dask-job-launcher")  # pragma: no cover - child
         return 0  # pragma: no cover - child_main never returns
 
     def reaped(self) -> None:
-        for pid, status in launcher.reap():
+        for pid, status in core.reap():
             conn = self.children.pop(pid, None)
             if conn is not None:
                 _send(conn, {"exit": os.waitstatus_to_exitcode(status)})
@@ -336,7 +336,7 @@ class Server:
             while not stop:
                 for key, _mask in sel.select():
                     if key.data == "wake":
-                        launcher.drain(wake_r)
+                        core.drain(wake_r)
                         continue
                     try:
                         conn, _addr = self.listener.accept()
@@ -374,9 +374,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dask-command", required=True, help="the dask command jobs may run")
     ap.add_argument("--min-uid", type=int, default=1000)
     args = ap.parse_args(argv)
-    for k, v in launcher.SINGLE_THREADED.items():
+    for k, v in core.SINGLE_THREADED.items():
         os.environ.setdefault(k, v)
-    missing = launcher.preload()
+    missing = core.preload()
     if missing:
         print(f"dask-job-launcher: could not preload {missing}", file=sys.stderr, flush=True)
     sock = listen(args.socket)

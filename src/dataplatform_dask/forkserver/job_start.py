@@ -4,7 +4,7 @@
 
 usage: dask-job-start /opt/dask/current/bin/dask scheduler|worker [ARGS...]
 
-Asks the node's dask-job-launcher (dataplatform_gateway.job_launcher) to fork the command, already
+Asks the node's dask-job-launcher (dataplatform_dask.forkserver.slurm_node) to fork the command, already
 imported, into this job's cgroup as this job's user, with this process's environment, directory,
 umask and stdin/stdout/stderr; then waits for it, passes on the signals it receives, and exits
 with its exit code. Where the service is not running, or refuses, the command starts fresh
@@ -120,5 +120,10 @@ def main(argv):
     return 127  # not reached: fresh() replaced this process
 
 
+def cli():
+    """The console script (the roles' wrapper runs this file with ``python3 -IS`` instead)."""
+    return main(sys.argv[1:])
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(cli())

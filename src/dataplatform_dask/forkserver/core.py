@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, dataplatform.dask contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A pre-imported launcher ("zygote") for the users' schedulers and workers.
+"""The fork server's core ("zygote"): pre-imported starts of the users' schedulers and workers.
 
 Starting ``dask scheduler`` or ``dask worker`` as a fresh process imports distributed, dask,
 numpy, bokeh and the gateway's preload: about a second of CPU each, before the process does any
@@ -9,8 +9,8 @@ that once, then for each request forks a child that takes the user's identity
 (``setgroups(getgrouplist)``, ``setgid``, ``setuid``), its working directory, environment and
 log file, and runs the scheduler or worker command line in-process.
 
-It runs as root, owned by the gateway's backend, which talks to it over a socketpair (a UNIX
-socket with no path: nothing else can reach it). One JSON line per request, one per answer.
+Two front ends serve it: ``forkserver.gateway`` (the gateway's local backend, over a socketpair)
+and ``forkserver.slurm_node`` (a Slurm node's service, for the jobs' ``dask-job-start``).
 It stays single-threaded (BLAS pools are capped at one thread before numpy loads) so that
 forking is safe, reaps its children as soon as they exit (the backend polls pids with
 ``kill(pid, 0)``, which a zombie would pass), and exits when the backend closes the socket or
@@ -19,13 +19,8 @@ dies (``PR_SET_PDEATHSIG``); the clusters it started live on, as with the stock 
 
 from __future__ import annotations
 
-import argparse
-import errno
-import json
 import os
-import selectors
 import signal
-import socket
 import sys
 
 # What a child may run: the subcommand of the configured ``dask`` command and its entry point.
@@ -183,7 +178,7 @@ def spawn(req: dict, close_fds) -> int:
     pid = os.fork()
     if pid:
         return pid
-    child_main(lambda: run_child(req), close_fds, "dataplatform_gateway.launcher")  # pragma: no cover
+    child_main(lambda: run_child(req), close_fds, "dataplatform_dask.forkserver.gateway")  # pragma: no cover
     return 0  # pragma: no cover - child_main never returns
 
 
@@ -235,84 +230,3 @@ def reap() -> list[tuple[int, int]]:
         if pid == 0:
             return done
         done.append((pid, status))
-
-
-def serve(sock: socket.socket, dask_command: str, min_uid: int, allow_self: bool = False) -> None:
-    """Answer requests on ``sock`` until it closes; reap children as SIGCHLD arrives."""
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a ^C for the gateway is not for us
-    sel = selectors.DefaultSelector()
-    sel.register(sock, selectors.EVENT_READ, "sock")
-    sel.register(wake_r, selectors.EVENT_READ, "wake")
-    buf = b""
-    try:
-        while True:
-            for key, _mask in sel.select():
-                if key.data == "wake":
-                    drain(wake_r)
-                    reap()
-                    continue
-                try:
-                    chunk = sock.recv(65536)
-                except InterruptedError:  # pragma: no cover
-                    continue
-                except OSError as exc:
-                    if exc.errno in (errno.EAGAIN, errno.EINTR):  # pragma: no cover
-                        continue
-                    return
-                if not chunk:
-                    return
-                buf += chunk
-                if len(buf) > MAX_REQUEST:
-                    return
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    answer = handle(line, dask_command, min_uid, allow_self, sock, wake_r, wake_w, sel.fileno())
-                    sock.sendall(json.dumps(answer).encode() + b"\n")
-            reap()
-    finally:
-        signal.set_wakeup_fd(-1)
-        sel.close()
-        os.close(wake_r)
-        os.close(wake_w)
-
-
-def handle(line: bytes, dask_command: str, min_uid: int, allow_self: bool, *close_fds) -> dict:
-    try:
-        req = validate(json.loads(line), dask_command, min_uid, allow_self)
-    except (RequestError, ValueError) as exc:
-        return {"error": str(exc)}
-    try:
-        return {"pid": spawn(req, [c.fileno() if hasattr(c, "fileno") else c for c in close_fds])}
-    except OSError as exc:
-        return {"error": f"fork failed: {exc}"}
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--fd", type=int, required=True, help="the socket shared with the backend")
-    ap.add_argument("--dask-command", required=True, help="the dask command the backend asks for")
-    ap.add_argument("--min-uid", type=int, default=1000)
-    ap.add_argument("--allow-self", action="store_true", help="also run as the launcher's own user (benchmarks)")
-    args = ap.parse_args(argv)
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    parent = os.getppid()
-    for k, v in SINGLE_THREADED.items():
-        os.environ.setdefault(k, v)
-    sock = socket.socket(fileno=args.fd)
-    missing = preload()
-    if missing:
-        print(f"dataplatform_gateway.launcher: could not preload {missing}", file=sys.stderr, flush=True)
-    if os.getppid() != parent:  # the backend died while we were importing
-        return 0
-    sock.sendall(b'{"ready": true}\n')
-    serve(sock, args.dask_command, args.min_uid, args.allow_self)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -117,7 +117,7 @@ class PlatformSlurmBackend(SlurmBackend):
     """SlurmBackend with scheduler/worker partitions, long start timeouts and pending reasons."""
 
     cluster_config_class = Type(
-        "dataplatform_gateway.slurm_backend.PlatformSlurmClusterConfig",
+        "dataplatform_dask.gateway.slurm_backend.PlatformSlurmClusterConfig",
         klass="dask_gateway_server.backends.base.ClusterConfig",
         help="The cluster config class to use",
         config=True,

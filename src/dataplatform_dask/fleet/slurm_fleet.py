@@ -37,16 +37,14 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-# The collection's plugins/module_utils/asg.py and slurm.py, installed beside this file.
-import asg
-import slurm as tres
 import boto3
 import botocore
 from botocore.config import Config
+
+# The collection's plugins/module_utils/asg.py and slurm.py, shipped in this package's wheel.
+from dataplatform_dask.module_utils import asg
+from dataplatform_dask.module_utils import slurm as tres
 
 HARD_CAP = 20  # the platform's fleet ceiling, whatever the group's MaxSize says
 BUSY_STATES = ("ALLOCATED", "MIXED", "COMPLETING")
