@@ -14,9 +14,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
+from tests.peers.moto_fleet import clients, image_ids, make_group
 from tests.peers.moto_process import MotoServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,32 +36,27 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
 @pytest.fixture
 def aws(moto: MotoServer) -> dict[str, object]:
     moto.reset()
-    kw = {"endpoint_url": moto.url, "region_name": REGION, "aws_access_key_id": "testing"}
-    kw["aws_secret_access_key"] = "testing"
-    return {name: boto3.client(name, **kw) for name in ("autoscaling", "ec2", "cloudwatch")}
+    names = ("autoscaling", "ec2", "cloudwatch")
+    return dict(zip(names, clients(moto.url, *names, region=REGION), strict=True))
 
 
 def images(ec2, count: int = 2) -> list[str]:
-    return sorted(i["ImageId"] for i in ec2.describe_images(Owners=["amazon"])["Images"])[:count]
+    return image_ids(ec2, count)
 
 
 @pytest.fixture
 def fleet(aws: dict[str, object]) -> dict[str, object]:
     """Launch template dask-worker v1 and 4 tagged workers in ASG dask-workers (1..20)."""
     ec2, asg = aws["ec2"], aws["autoscaling"]
-    lt = ec2.create_launch_template(
-        LaunchTemplateName="dask-worker",
-        LaunchTemplateData={"ImageId": images(ec2)[0], "InstanceType": "c5.large"},
-    )["LaunchTemplate"]
-    tags = [dict(Key=k, Value=v, PropagateAtLaunch=True) for k, v in {**TAGS, "Role": "worker"}.items()]
-    asg.create_auto_scaling_group(
-        AutoScalingGroupName=GROUP,
-        LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplateId"], "Version": "1"},
-        MinSize=1,
-        MaxSize=20,
-        DesiredCapacity=4,
-        AvailabilityZones=[f"{REGION}a"],
-        Tags=tags,
+    lt = make_group(
+        ec2,
+        asg,
+        GROUP,
+        min_size=1,
+        max_size=20,
+        desired=4,
+        template="dask-worker",
+        tags={**TAGS, "Role": "worker"},
     )
     return {**aws, "lt": lt}
 

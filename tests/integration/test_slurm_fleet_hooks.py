@@ -12,9 +12,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
+from tests.peers.moto_fleet import clients, make_group
 from tests.peers.moto_process import MotoServer
 
 # The environment's console script, as slurm-fleet.sh execs <env>/bin/dataplatform-slurm-fleet.
@@ -64,28 +64,8 @@ def installed(tmp_path: Path) -> Path:
 @pytest.fixture
 def fleet(moto: MotoServer) -> dict:
     moto.reset()
-    kw = {"endpoint_url": moto.url, "region_name": REGION, "aws_access_key_id": "testing"}
-    kw["aws_secret_access_key"] = "testing"
-    ec2, asg = boto3.client("ec2", **kw), boto3.client("autoscaling", **kw)
-    ami = sorted(i["ImageId"] for i in ec2.describe_images(Owners=["amazon"])["Images"])[0]
-    lt = ec2.create_launch_template(
-        LaunchTemplateName="slurm-fleet", LaunchTemplateData={"ImageId": ami, "InstanceType": "c5.large"}
-    )["LaunchTemplate"]
-    asg.create_auto_scaling_group(
-        AutoScalingGroupName=GROUP,
-        LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplateId"], "Version": "1"},
-        MinSize=0,
-        MaxSize=30,
-        DesiredCapacity=2,
-        AvailabilityZones=[f"{REGION}a"],
-        NewInstancesProtectedFromScaleIn=True,
-    )
-    asg.put_lifecycle_hook(
-        AutoScalingGroupName=GROUP,
-        LifecycleHookName=HOOK,
-        LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
-        HeartbeatTimeout=300,
-    )
+    ec2, asg = clients(moto.url, "ec2", "autoscaling", region=REGION)
+    make_group(ec2, asg, GROUP, min_size=0, max_size=30, desired=2, template="slurm-fleet", protected=True, hook=HOOK)
     return {"ec2": ec2, "asg": asg}
 
 

@@ -7,6 +7,8 @@ import contextlib
 import boto3
 from moto import mock_aws
 
+from tests.peers.moto_fleet import make_group
+
 REGION = "eu-west-1"
 GROUP = "dask-fleet"
 HOOK = "slurm-drain"
@@ -23,24 +25,15 @@ def fleet_group(monkeypatch, min_size, max_size, desired, hook=False, protected=
     with mock_aws():
         ec2 = boto3.client("ec2", region_name=REGION)
         autoscaling = boto3.client("autoscaling", region_name=REGION)
-        ami = sorted(i["ImageId"] for i in ec2.describe_images(Owners=["amazon"])["Images"])[0]
-        lt = ec2.create_launch_template(
-            LaunchTemplateName="fleet", LaunchTemplateData={"ImageId": ami, "InstanceType": "c5.large"}
-        )["LaunchTemplate"]
-        autoscaling.create_auto_scaling_group(
-            AutoScalingGroupName=GROUP,
-            LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplateId"], "Version": "1"},
-            MinSize=min_size,
-            MaxSize=max_size,
-            DesiredCapacity=desired,
-            AvailabilityZones=[f"{REGION}a"],
-            NewInstancesProtectedFromScaleIn=protected,
+        make_group(
+            ec2,
+            autoscaling,
+            GROUP,
+            min_size=min_size,
+            max_size=max_size,
+            desired=desired,
+            template="fleet",
+            protected=protected,
+            hook=HOOK if hook else None,
         )
-        if hook:
-            autoscaling.put_lifecycle_hook(
-                AutoScalingGroupName=GROUP,
-                LifecycleHookName=HOOK,
-                LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
-                HeartbeatTimeout=300,
-            )
         yield autoscaling, ec2

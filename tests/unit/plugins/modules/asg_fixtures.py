@@ -9,6 +9,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from tests.peers import moto_ext
+from tests.peers.moto_fleet import image_ids, make_group  # noqa: F401 - the module tests import image_ids from here
 
 moto_ext.patch()
 
@@ -34,38 +35,22 @@ def run_module(module, args, capsys, check=False, diff=False):
     return ModuleResult(json.loads(out))
 
 
-def image_ids(ec2, count):
-    images = ec2.describe_images(Owners=["amazon"])["Images"] or ec2.describe_images()["Images"]
-    ids = sorted(i["ImageId"] for i in images)
-    assert len(ids) >= count, "moto has no images to build launch templates from"
-    return ids[:count]
-
-
 def make_fleet(size=4, max_size=20, min_size=1, hook=False, name=GROUP):
     """A launch template (version 1) and an ASG of ``size`` instances launched from it."""
     ec2 = boto3.client("ec2", region_name=REGION)
     asg = boto3.client("autoscaling", region_name=REGION)
-    ami = image_ids(ec2, 1)[0]
-    lt = ec2.create_launch_template(
-        LaunchTemplateName=f"{name}-lt",
-        LaunchTemplateData={"ImageId": ami, "InstanceType": "t3.large"},
-    )["LaunchTemplate"]
-    asg.create_auto_scaling_group(
-        AutoScalingGroupName=name,
-        LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplateId"], "Version": "1"},
-        MinSize=min_size,
-        MaxSize=max_size,
-        DesiredCapacity=size,
-        AvailabilityZones=[f"{REGION}a"],
+    lt = make_group(
+        ec2,
+        asg,
+        name,
+        min_size=min_size,
+        max_size=max_size,
+        desired=size,
+        instance_type="t3.large",
+        hook=HOOK if hook else None,
+        heartbeat=600,
+        default_result="CONTINUE",
     )
-    if hook:
-        asg.put_lifecycle_hook(
-            AutoScalingGroupName=name,
-            LifecycleHookName=HOOK,
-            LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
-            HeartbeatTimeout=600,
-            DefaultResult="CONTINUE",
-        )
     return asg, ec2, lt
 
 
