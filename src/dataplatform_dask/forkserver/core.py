@@ -109,14 +109,24 @@ def become(req: dict) -> None:
         pass  # already the user (allow_self)
     elif os.getuid() == 0:
         os.fchown(1, req["uid"], req["gid"])
-        os.setgroups(req["groups"])
-        os.setgid(req["gid"])
-        os.setuid(req["uid"])
-        if os.getuid() != req["uid"] or os.geteuid() != req["uid"]:  # pragma: no cover
-            raise RuntimeError("setuid did not take")
+        take_identity(req)
     elif os.getuid() != req["uid"]:
         raise RuntimeError(f"not root: cannot run as uid {req['uid']}")
-    os.umask(0o077)
+    enter(req, 0o077)
+
+
+def take_identity(req: dict) -> None:
+    """In a child running as root: become ``req``'s uid, gid and supplementary groups, checked."""
+    os.setgroups(req["groups"])
+    os.setgid(req["gid"])
+    os.setuid(req["uid"])
+    if os.getuid() != req["uid"] or os.geteuid() != req["uid"]:  # pragma: no cover
+        raise RuntimeError("setuid did not take")
+
+
+def enter(req: dict, umask: int) -> None:
+    """In a child with its identity: umask, working directory, environment and process name."""
+    os.umask(umask)
     os.chdir(req["cwd"])
     os.environ.clear()
     os.environ.update(req["env"])

@@ -212,22 +212,11 @@ def become_job(req: dict) -> None:
         except (OSError, ValueError):
             pass
     if os.getuid() != req["uid"] or os.getgid() != req["gid"]:
-        os.setgroups(req["groups"])
-        os.setgid(req["gid"])
-        os.setuid(req["uid"])
-        if os.getuid() != req["uid"] or os.geteuid() != req["uid"]:  # pragma: no cover
-            raise RuntimeError("setuid did not take")
+        core.take_identity(req)
         # The user may inspect their own process (py-spy, /proc/self/io): it holds nothing of
         # root's but imported library code.
         core._prctl(PR_SET_DUMPABLE, 1)
-    os.umask(req["umask"])
-    os.chdir(req["cwd"])
-    os.environ.clear()
-    os.environ.update(req["env"])
-    if req["argv"][1] == "worker":
-        # The nanny's worker process: forked from the pre-imported nanny, not a fresh interpreter.
-        os.environ.setdefault("DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD", "fork")
-    core._prctl(core.PR_SET_NAME, f"dask-{req['argv'][1]}".encode()[:15])
+    core.enter(req, req["umask"])
 
 
 def _recv_request(conn: socket.socket) -> tuple[dict, list[int]]:

@@ -26,7 +26,7 @@ from dask_gateway_server.models import User
 from multidict import CIMultiDict
 from traitlets import Dict, default
 
-from .policy import CURRENT_USER, Policy, Refused
+from .policy import CURRENT_USER, LazyPolicy, Refused
 
 USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 
@@ -299,11 +299,7 @@ class FreeIPAAuthenticator(Authenticator):
             )
         return self._dp_credentials
 
-    @property
-    def policy(self) -> Policy:
-        if getattr(self, "_dp_policy", None) is None:
-            self._dp_policy = Policy(self.policy_settings)
-        return self._dp_policy
+    policy = LazyPolicy()
 
     async def authenticate_and_handle(self, request, handler):
         async def with_user(req):

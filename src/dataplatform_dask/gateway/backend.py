@@ -23,7 +23,7 @@ from dask_gateway_server.options import Float, Integer, Options
 from traitlets import Bool, Dict, Enum, Unicode, default
 from traitlets import Integer as IntegerTrait
 
-from .policy import CURRENT_USER, Policy, Refused, Usage, cluster_usage, scheduler_usage, worker_usage
+from .policy import CURRENT_USER, LazyPolicy, Refused, Usage, cluster_usage, scheduler_usage, worker_usage
 
 ACTIVE = [ClusterStatus.PENDING, ClusterStatus.RUNNING]
 # The cluster option that starts a cluster with workers (no scale() round trip after it runs).
@@ -49,11 +49,7 @@ class PolicyBackendMixin(Backend):
 
     policy_settings = Dict(help="The platform policy (dataplatform_dask.gateway.policy.Policy settings).", config=True)
 
-    @property
-    def policy(self) -> Policy:
-        if getattr(self, "_dp_policy", None) is None:
-            self._dp_policy = Policy(self.policy_settings)
-        return self._dp_policy
+    policy = LazyPolicy()
 
     @property
     def _quota_lock(self) -> asyncio.Lock:

@@ -241,3 +241,15 @@ def scheduler_usage(config: dict) -> Usage:
 
 def worker_usage(config: dict) -> Usage:
     return Usage(float(config.get("worker_cores", 1)), float(config.get("worker_memory", 2 * GIB)) / GIB)
+
+
+class LazyPolicy:
+    """The ``policy`` attribute of the gateway's authenticator and backends: the Policy built once,
+    at first use, from the owner's ``policy_settings`` (its traitlet, set by the gateway's config)."""
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        if getattr(obj, "_dp_policy", None) is None:
+            obj._dp_policy = Policy(obj.policy_settings)
+        return obj._dp_policy
