@@ -30,6 +30,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from dataplatform_dask.fleet.claims import Claims
+
 IMDS = os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.169.254").rstrip("/")
 
 
@@ -95,61 +97,6 @@ def aws_error(action, e):
     return ClaimError(f"{action}: {e}")
 
 
-class Claims:
-    def __init__(self, path, ssm):
-        self.path = path.rstrip("/")
-        self.ssm = ssm
-
-    def _by_path(self, kind):
-        import botocore.exceptions
-
-        found, token = {}, None
-        try:
-            while True:
-                params = {"Path": f"{self.path}/{kind}", "Recursive": False}
-                if token:
-                    params["NextToken"] = token
-                page = self.ssm.get_parameters_by_path(**params)
-                for parameter in page.get("Parameters", []):
-                    found[parameter["Name"].rsplit("/", 1)[-1]] = parameter["Value"]
-                token = page.get("NextToken")
-                if not token:
-                    return found
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-            raise aws_error(f"list {self.path}/{kind}", e) from None
-
-    def take(self, node, iid):
-        """True when this instance now holds the node, False when another instance took it first."""
-        import botocore.exceptions
-
-        try:
-            self.ssm.put_parameter(Name=f"{self.path}/claims/{node}", Value=iid, Type="String", Overwrite=False)
-        except botocore.exceptions.ClientError as e:
-            if e.response.get("Error", {}).get("Code") == "ParameterAlreadyExists":
-                return False
-            raise aws_error(f"claim {self.path}/claims/{node}", e) from None
-        except botocore.exceptions.BotoCoreError as e:
-            raise ClaimError(f"claim {self.path}/claims/{node}: {e}") from None
-        try:
-            self.ssm.delete_parameter(Name=f"{self.path}/wanted/{node}")
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-            log(f"claimed {node}, but could not clear {self.path}/wanted/{node}: {e}")
-        return True
-
-    def claim(self, iid):
-        """The node this instance holds or has just taken, or None."""
-        for node, holder in sorted(self._by_path("claims").items()):
-            if holder == iid:
-                log(f"{iid} already holds {node} (a reboot); keeping it")
-                return node
-        for node in sorted(self._by_path("wanted"), key=lambda n: (len(n), n)):
-            if self.take(node, iid):
-                log(f"{iid} claimed {node}")
-                return node
-            log(f"{node} was taken by another instance; trying the next")
-        return None
-
-
 def write_env(path, node, report_boot):
     args = f"-N {node}{' -b' if report_boot else ''}" if node else ""
     path = Path(path)
@@ -169,7 +116,7 @@ def run(path, env_file, given_id, report_boot, wait, *, ssm=None, sleep=time.sle
                 import boto3
 
                 ssm = boto3.client("ssm", region_name=region())
-            node = Claims(path, ssm).claim(iid)
+            node = Claims(path, ssm, error=aws_error).claim(iid, log)
             break
         except Refused as e:
             log(f"{e}; registering under the host name")

@@ -43,6 +43,7 @@ import botocore
 from botocore.config import Config
 
 # The collection's plugins/module_utils/asg.py and slurm.py, shipped in this package's wheel.
+from dataplatform_dask.fleet.claims import Claims
 from dataplatform_dask.module_utils import asg
 from dataplatform_dask.module_utils import slurm as tres
 
@@ -60,6 +61,11 @@ REASON = re.compile(r" Reason=(.*?)(?: \[[^\]@ ]*@[^\] ]*\]|$)")
 
 class FleetError(Exception):
     """An AWS or Slurm call failed; the message names the action and the group or node."""
+
+
+def fleet_claims(path, ssm):
+    """The placeholder claims under ``path`` (fleet.claims), failing with FleetError."""
+    return Claims(path, ssm, error=lambda action, e: FleetError(f"{action}: {e}"))
 
 
 def log(message):
@@ -264,65 +270,6 @@ class UserCaps:
             )
             changed[name] = (per_user, want)
         return changed
-
-
-class Claims:
-    """Which instance took which placeholder, in SSM Parameter Store under ``path``.
-
-    ``wanted/<node>``: ResumeProgram asked for the node; ``claims/<node>``: the instance id that
-    took it at boot (created with Overwrite=False, so the first of two booting instances wins).
-    """
-
-    def __init__(self, path, ssm):
-        self.path = path.rstrip("/")
-        self.ssm = ssm
-
-    def call(self, action, method, **params):
-        try:
-            return getattr(self.ssm, method)(**params)
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-            raise FleetError(f"{action} under {self.path}: {e}") from None
-
-    def _by_path(self, kind):
-        found, token = {}, None
-        while True:
-            params = {"Path": f"{self.path}/{kind}", "Recursive": False}
-            if token:
-                params["NextToken"] = token
-            page = self.call(f"list {kind}", "get_parameters_by_path", **params)
-            for parameter in page.get("Parameters", []):
-                found[parameter["Name"].rsplit("/", 1)[-1]] = parameter["Value"]
-            token = page.get("NextToken")
-            if not token:
-                return found
-
-    def claims(self):
-        """{node: instance id}"""
-        return self._by_path("claims")
-
-    def wanted(self):
-        return self._by_path("wanted")
-
-    def want(self, node, when):
-        self.call(
-            f"record wanted/{node}",
-            "put_parameter",
-            Name=f"{self.path}/wanted/{node}",
-            Value=when,
-            Type="String",
-            Overwrite=True,
-        )
-
-    def release(self, node):
-        """Forget both records of a node (its instance is gone or was never started)."""
-        for kind in ("claims", "wanted"):
-            try:
-                self.ssm.delete_parameter(Name=f"{self.path}/{kind}/{node}")
-            except botocore.exceptions.ClientError as e:
-                if e.response.get("Error", {}).get("Code") != "ParameterNotFound":
-                    raise FleetError(f"delete {kind}/{node} under {self.path}: {e}") from None
-            except botocore.exceptions.BotoCoreError as e:
-                raise FleetError(f"delete {kind}/{node} under {self.path}: {e}") from None
 
 
 class Fleet:
@@ -649,7 +596,7 @@ def make_fleet(group_name, slurm):
     claims = None
     if claims_path and prefix:
         config = Config(retries={"mode": "standard", "max_attempts": 10})
-        claims = Claims(claims_path, boto3.client("ssm", config=config))
+        claims = fleet_claims(claims_path, boto3.client("ssm", config=config))
     return Fleet(
         group_name,
         slurm,

@@ -81,7 +81,7 @@ def fleet(aws, slurm, **kw):
         autoscaling=aws["autoscaling"],
         ec2=aws["ec2"],
         hook_name=HOOK,
-        claims=slurm_fleet.Claims(CLAIMS, aws["ssm"]),
+        claims=slurm_fleet.fleet_claims(CLAIMS, aws["ssm"]),
         placeholder_prefix="fleet-",
         node_size={"cpu": 2, "mem": 2000},
         **kw,
