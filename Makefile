@@ -52,7 +52,7 @@ sanity: venv
 	@scripts/sanity.sh
 
 unit: venv collection
-	@scripts/pytest-phase.sh tests/unit
+	@scripts/pytest-phase.sh -n 2 tests/unit
 
 integration: venv collection
 	@scripts/pytest-phase.sh tests/integration
