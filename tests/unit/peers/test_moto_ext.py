@@ -7,12 +7,12 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from tests.peers.moto_fleet import image_ids
 from tests.unit.plugins.modules.asg_fixtures import (
     GROUP,
     HOOK,
     REGION,
     group,
-    image_ids,
     instance_ids,
     make_fleet,
     new_version,

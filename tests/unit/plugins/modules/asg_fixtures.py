@@ -9,7 +9,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from tests.peers import moto_ext
-from tests.peers.moto_fleet import image_ids, make_group  # noqa: F401 - the module tests import image_ids from here
+from tests.peers.moto_fleet import make_group
 
 moto_ext.patch()
 

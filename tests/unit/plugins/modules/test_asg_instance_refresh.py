@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from asg_fixtures import GROUP, HOOK, group, image_ids, instance_ids, make_fleet, new_version, run_module
+from asg_fixtures import GROUP, HOOK, group, instance_ids, make_fleet, new_version, run_module
+from tests.peers.moto_fleet import image_ids
 
 from ansible_collections.dataplatform.dask.plugins.modules import asg_instance_refresh
 

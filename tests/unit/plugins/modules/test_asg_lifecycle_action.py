@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from asg_fixtures import GROUP, HOOK, REGION, group, image_ids, instance_ids, make_fleet, new_version, run_module
+from asg_fixtures import GROUP, HOOK, REGION, group, instance_ids, make_fleet, new_version, run_module
+from tests.peers.moto_fleet import image_ids
 
 from ansible_collections.dataplatform.dask.plugins.module_utils.asg import AsgError
 from ansible_collections.dataplatform.dask.plugins.modules import asg_lifecycle_action

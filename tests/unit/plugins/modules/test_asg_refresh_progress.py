@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from asg_fixtures import GROUP, HOOK, image_ids, instance_ids, make_fleet, new_version, run_module
+from asg_fixtures import GROUP, HOOK, instance_ids, make_fleet, new_version, run_module
+from tests.peers.moto_fleet import image_ids
 
 from ansible_collections.dataplatform.dask.plugins.modules import asg_refresh_progress
 
