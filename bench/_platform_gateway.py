@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +17,7 @@ HOST = "platform-gateway"
 URL = "https://platform-gateway.dataplatform.test:8000/api/v1/clusters/"
 PY = "/opt/dask/current/bin/python"
 
-sys.path.insert(0, str(ROOT / "tests" / "peers"))
-import identity  # the identity peer's LDAP helpers
+from tests.peers import identity  # the identity peer's LDAP helpers (run the benches with -m)
 
 
 def sh(cmd: str, check: bool = True, timeout: int = 300) -> str:

@@ -7,7 +7,7 @@ computing), then the gateway is hit:
 and the drill measures the time until the API answers alice again, then checks that her
 cluster is still listed and still computes.
 
-usage: .venv/bin/python bench/gateway_drills.py    (after `make demo`, or molecule converge -s platform)
+usage: .venv/bin/python -m bench.gateway_drills    (after `make demo`, or molecule converge -s platform)
 The same restart under 30 users' load, and a 10-minute soak: bench/gateway_soak.py.
 """
 
@@ -17,7 +17,7 @@ import json
 import sys
 import time
 
-from _platform_gateway import PY, put, sh, wait_healthy
+from bench._platform_gateway import PY, put, sh, wait_healthy
 
 USER, PASSWORD = "alice", "Alice-Secret123"
 

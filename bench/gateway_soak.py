@@ -17,7 +17,7 @@ The retry policy is in that file's docstring: a request FAILS when it has no rig
 The client runs on the gateway host itself, sharing its cores with the gateway, the 30 users'
 clusters and the proxy: read `host_busy` (the machine's busy fraction during the load).
 
-usage: .venv/bin/python bench/gateway_soak.py restart|soak [--users 30] [--duration S] ...
+usage: .venv/bin/python -m bench.gateway_soak restart|soak [--users 30] [--duration S] ...
        (after `make demo` or `molecule converge -s platform`; scripts/bench-gateway.sh runs
        both under the Molecule lock and saves the JSON in bench/results/)
 """
@@ -32,8 +32,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _platform_gateway import HOST, PY, bench_users, put
-from gateway_latency import pct
+from bench._platform_gateway import HOST, PY, bench_users, put
+from bench.gateway_latency import pct
 
 HERE = Path(__file__).resolve().parent
 CLIENT = "/usr/local/share/gateway_load_client.py"

@@ -22,8 +22,8 @@ flock /tmp/dataplatform-molecule.lock bash -c '
   rc=0
   for run in $runs; do
     case $run in
-      drills) python bench/gateway_drills.py | tee "bench/results/gateway-drills-$stamp.json" || rc=1 ;;
-      restart|soak) python bench/gateway_soak.py "$run" | tee "bench/results/gateway-$run-$stamp.json" || rc=1 ;;
+      drills) python -m bench.gateway_drills | tee "bench/results/gateway-drills-$stamp.json" || rc=1 ;;
+      restart|soak) python -m bench.gateway_soak "$run" | tee "bench/results/gateway-$run-$stamp.json" || rc=1 ;;
     esac
   done
   [ "$keep" = 1 ] || molecule destroy -s platform >/dev/null 2>&1 || true

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import time
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "peers"))
-import identity
+from tests.peers import identity  # the checkout is on pytest's pythonpath (pyproject.toml)
 
 HOSTS = ["identity-debian12", "identity-debian13"]
 KEYTAB = "/etc/dask-gateway/http.keytab"
