@@ -10,7 +10,11 @@ lock="$here/roles/_dask_env/files/dask-env.lock"
 out="${DP_WHEELHOUSE:-$here/.cache/wheelhouse}"
 stamp="$out/.lock.sha256"
 pythons="${DP_WHEEL_PYTHONS:-3.11 3.13}"
-want="$(grep -v '^dataplatform-dask==' "$lock" | sha256sum | cut -d' ' -f1) $pythons"
+# The platform's own package is not downloaded: _dask_env ships its wheel (make wheel).
+reqs=$(mktemp)
+trap 'rm -f "$reqs"' EXIT
+grep -v '^dataplatform-dask==' "$lock" >"$reqs"
+want="$(sha256sum <"$reqs" | cut -d' ' -f1) $pythons"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
 mkdir -p "$out"
 plat=()
@@ -18,10 +22,6 @@ for p in manylinux2014_x86_64 manylinux_2_17_x86_64 manylinux_2_24_x86_64 manyli
          manylinux_2_28_x86_64 manylinux_2_31_x86_64 manylinux_2_34_x86_64 linux_x86_64; do
   plat+=(--platform "$p")
 done
-# The platform's own package is not downloaded: _dask_env ships its wheel (make wheel).
-reqs=$(mktemp)
-trap 'rm -f "$reqs"' EXIT
-grep -v '^dataplatform-dask==' "$lock" >"$reqs"
 for v in $pythons; do
   echo "==> wheelhouse: Python $v"
   "$venv/bin/python" -m pip download --quiet --disable-pip-version-check \
