@@ -55,7 +55,7 @@ unit: venv collection
 	@scripts/pytest-phase.sh -n 2 tests/unit
 
 integration: venv collection
-	@scripts/pytest-phase.sh tests/integration
+	@scripts/pytest-phase.sh -n 2 --dist loadfile tests/integration
 
 molecule: venv collection host wheelhouse
 	@scripts/with-docker.sh bash -c 'scripts/build-images.sh && scripts/run-molecule.sh $(SCENARIOS)'

@@ -8,6 +8,10 @@ for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
+# Parallel test workers may all ask at once: one installs, the others wait and find nothing missing.
+if [ -z "${DP_HOST_LOCKED:-}" ]; then
+  DP_HOST_LOCKED=1 exec flock /tmp/dataplatform-bootstrap-host.lock "$0" "$@"
+fi
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 echo "==> installing Debian packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive

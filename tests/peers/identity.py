@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -607,7 +608,14 @@ def main() -> int:
         print(client_krb5_conf(args.address), end="")
         return 0
     t0 = time.monotonic()
-    info = start(args.listen, args.platform) if args.action == "start" else status()
+    if args.action == "start":
+        # Parallel test workers start the one peer: the first starts it, the others reuse it.
+        STATE.mkdir(parents=True, exist_ok=True)
+        with (STATE / "start.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            info = start(args.listen, args.platform)
+    else:
+        info = status()
     if args.action == "start":
         log(f"ready in {time.monotonic() - t0:.1f} s")
     print(json.dumps(info, indent=2))
