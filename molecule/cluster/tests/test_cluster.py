@@ -1,5 +1,9 @@
 """Behaviour of the fixed cluster: real computations over TLS, refusal without a
-certificate, self-healing after kill -9 and scheduler restarts, graceful retirement."""
+certificate, self-healing after kill -9 and scheduler restarts, graceful retirement.
+
+Run by the `platform` scenario (make test: its scheduler and workers, beside the gateway) and by
+`cluster` (the fixed cluster alone, for make bench and a quick loop on the Dask roles): the
+hosts are the scenario inventory's dask_scheduler and dask_worker groups."""
 
 from __future__ import annotations
 
@@ -10,9 +14,16 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-SCHEDULER = "dask-scheduler"
-WORKERS = ["dask-worker1", "dask-worker2"]
+
+def inventory_group(name: str) -> list[str]:
+    inventory = yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
+    return sorted(inventory[name]["hosts"])
+
+
+SCHEDULER = inventory_group("dask_scheduler")[0]
+WORKERS = inventory_group("dask_worker")
 CLIENT_HOST = SCHEDULER  # any container with the venv; the client uses its own bundle
 BUNDLE = "/root/dask-client"
 # The client must use only its bundle: keep it from reading the node's /etc/dask config.

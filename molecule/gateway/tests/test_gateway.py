@@ -1,18 +1,30 @@
 """Behaviour of the gateway: FreeIPA logins both ways, clusters as the user's uid, quotas,
-admins, refusals, a restart that keeps clusters, idle culling. Users come from the identity peer."""
+admins, refusals, a restart that keeps clusters, idle culling. Users come from the identity peer.
+
+Run by the `platform` scenario (make test: its gateway, converged by playbooks/site.yml, and an
+image bake beside it) and by `gateway` (the gateway alone, a quick loop on the role): the hosts are
+the scenario inventory's dask_gateway and gateway_bake groups."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-HOST = "dask-gateway"
-BAKE = "dask-gateway-bake"  # the role with dask_gateway_start_services: false, no runtime settings
-FQDN = "dask-gateway.dataplatform.test"
+
+def inventory_group(name: str) -> list[str]:
+    inventory = yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
+    return sorted(inventory[name]["hosts"])
+
+
+HOST = inventory_group("dask_gateway")[0]
+BAKE = inventory_group("gateway_bake")[0]  # the role with dask_gateway_start_services: false, no runtime settings
+FQDN = f"{HOST}.dataplatform.test"
 URL = f"https://{FQDN}:8000"
 CA = "/tmp/dataplatform-ca.crt"  # a copy of /etc/dask/tls/ca.crt that users can read
 PY = "/opt/dask/current/bin/python"

@@ -1,6 +1,7 @@
 """The platform end to end, after playbooks/site.yml (converge) and its second run (idempotence):
-a FreeIPA user's job through the gateway on the shared file system, a refused login, the fixed
-cluster computing over mTLS, every node resolving FreeIPA users, and the AWS side in moto."""
+a FreeIPA user's job through the gateway on the shared file system, a refused login, every node
+resolving FreeIPA users, and the AWS side in moto. The fixed cluster (mTLS computations, refusals,
+recovery) is verified on the same hosts by molecule/cluster/tests/test_cluster.py."""
 
 from __future__ import annotations
 
@@ -84,26 +85,6 @@ def test_a_wrong_password_is_refused() -> None:
     assert status_of("alice", "not-her-password") == "401"
     assert status_of("alice", "") == "401"
     assert status_of("alice", PASSWORDS["alice"]) == "200"
-
-
-def test_the_fixed_cluster_computes_over_mtls() -> None:
-    # The client bundle site.yml made on the controller, used from the scheduler node.
-    bundle = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "dask-ca" / "clients" / "client"
-    assert sh(SCHEDULER, "mkdir -p /root/dask-client").returncode == 0
-    for name in ("ca.crt", "client.crt", "client.key"):
-        subprocess.run(["docker", "cp", str(bundle / name), f"{SCHEDULER}:/root/dask-client/{name}"], check=True)
-    checks = HERE.parents[1] / "cluster" / "tests" / "dask_client_checks.py"
-    subprocess.run(["docker", "cp", str(checks), f"{SCHEDULER}:/root/dask-client/checks.py"], check=True)
-    address = sh(SCHEDULER, "hostname -I").stdout.split()[0]
-    out = last_json(
-        sh(
-            SCHEDULER,
-            f"env -u DASK_CONFIG DASK_ROOT_CONFIG=/nonexistent {PY} /root/dask-client/checks.py compute "
-            f"tls://{address}:8786 /root/dask-client",
-        )
-    )
-    assert len(out["workers"]) == 2 and len(out["workers_used"]) == 2, out
-    assert out["array_sum"] == out["array_expected"] and out["shuffle_ok"], out
 
 
 @pytest.mark.parametrize("host", [SCHEDULER, "platform-worker1", "platform-worker2", GATEWAY])
