@@ -614,10 +614,9 @@ def main() -> int:
         with (STATE / "start.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             info = start(args.listen, args.platform)
+        log(f"ready in {time.monotonic() - t0:.1f} s")
     else:
         info = status()
-    if args.action == "start":
-        log(f"ready in {time.monotonic() - t0:.1f} s")
     print(json.dumps(info, indent=2))
     return 0
 

@@ -14,12 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-
-def inventory_group(name: str) -> list[str]:
-    inventory = yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
-    return sorted(inventory[name]["hosts"])
+from tests.peers.molecule_inventory import group as inventory_group
 
 
 SCHEDULER = inventory_group("dask_scheduler")[0]

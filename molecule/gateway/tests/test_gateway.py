@@ -8,18 +8,13 @@ the scenario inventory's dask_gateway and gateway_bake groups."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-
-def inventory_group(name: str) -> list[str]:
-    inventory = yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
-    return sorted(inventory[name]["hosts"])
+from tests.peers.molecule_inventory import group as inventory_group
 
 
 HOST = inventory_group("dask_gateway")[0]
